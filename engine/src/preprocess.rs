@@ -32,6 +32,7 @@ pub enum ResizeFilter {
 
 /// What the network expects of one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputGeometry {
     pub width: u32,
     pub height: u32,

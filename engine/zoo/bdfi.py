@@ -273,10 +273,18 @@ class BDFI(nn.Module):
                     f_prev=f_prev, f_next=f_next)
 
     def forward(self, prev, nxt):
-        """Deployment signature: inputs prev/next [1,1,H,W] in [-1,1];
-        outputs frame [1,1,H,W] in [-1,1] and mem_err [1,1,H,W]."""
+        """Deployment signature: inputs prev/next [1,1,H,W] in [-1,1]; outputs frame [1,1,H,W] in
+        [-1,1], mem_err [1,1,H,W] and flow [1,1,H,W], the mean magnitude (pixels) of the two
+        estimated flows 0.5 * (|F_t->t-1| + |F_t->t+1|). `flow` is not in the paper's score; the
+        `bdfi` recipe uses it when [params] flow_weight > 0 (docs/models.md explains why)."""
         o = self.forward_train(prev, nxt)
-        return o["frame"], o["mem_err"]
+        return o["frame"], o["mem_err"], flow_magnitude(o["f_prev"], o["f_next"])
+
+
+def flow_magnitude(f_prev, f_next):
+    """Mean end-point magnitude of the two flows [B,2,H,W] -> [B,1,H,W]."""
+    mag = lambda f: torch.sqrt((f * f).sum(dim=1, keepdim=True) + 1e-12)
+    return 0.5 * (mag(f_prev) + mag(f_next))
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ Score variants printed:
   S_con patchmax  max over patches of mem_err (upsampled to the frame if coarser)
   fused paper     alpha*minmax(S_int mean) + (1-alpha)*minmax(S_con mean), alpha = 0.3
   fused patch     alpha*minmax(S_int patchmax) + (1-alpha)*minmax(S_con patchmax)
+  flow patchmax   max over patches of the `flow` output (mean magnitude of the two estimated flows)
+  shipped         (1-w)*(alpha*S_int + (1-alpha)*S_con) + w*flow, the `bdfi` recipe's score with
+                  [params] alpha and flow_weight = w (--alpha, --flow-weight; docs/models.md)
 and, for reference, the motion-energy baseline (max over patches of the squared difference of
-consecutive frames), computed on the same tensors. With --checkpoint (not --onnx) two diagnostics
-that use the estimated flow F_{t->t-1} (not an output of the exported model) are added.
+consecutive frames), computed on the same tensors.
 """
 from __future__ import annotations
 
@@ -63,22 +65,17 @@ def make_runner(args):
         sess = ort.InferenceSession(args.onnx, so, providers=["CPUExecutionProvider"])
 
         def run(prev, nxt):  # the export has a static batch of 1
-            fs, es = [], []
-            for i in range(prev.shape[0]):
-                f, e = sess.run(["frame", "mem_err"], {"prev": prev[i:i + 1].numpy(),
-                                                       "next": nxt[i:i + 1].numpy()})
-                fs.append(f); es.append(e)
-            return torch.from_numpy(np.concatenate(fs)), torch.from_numpy(np.concatenate(es)), None
+            outs = [sess.run(["frame", "mem_err", "flow"], {"prev": prev[i:i + 1].numpy(),
+                                                            "next": nxt[i:i + 1].numpy()})
+                    for i in range(prev.shape[0])]
+            return tuple(torch.from_numpy(np.concatenate([o[k] for o in outs])) for k in range(3))
         return run
     from train_bdfi import load_checkpoint
     model, _ = load_checkpoint(args.checkpoint)
 
     def run(prev, nxt):
         with torch.no_grad():
-            o = model.forward_train(prev, nxt)
-        # magnitude of the estimated flow t -> t-1 (diagnostic only: not an output of the ONNX)
-        flow_mag = torch.sqrt((o["f_prev"] ** 2).sum(dim=1, keepdim=True))
-        return o["frame"], o["mem_err"], flow_mag
+            return model(prev, nxt)
     return run
 
 
@@ -89,6 +86,7 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--labels", default="/work/shared/datasets/ped2/testing/labels.json")
     ap.add_argument("--alpha", type=float, default=0.3)
+    ap.add_argument("--flow-weight", type=float, default=0.5)
     ap.add_argument("--patch", type=int, nargs=2, default=[16, 16], metavar=("H", "W"))
     ap.add_argument("--stride", type=int, nargs=2, default=[8, 8], metavar=("H", "W"))
     ap.add_argument("--threads", type=int, default=2)
@@ -132,8 +130,7 @@ def main():
             s["con_mean"][tb] = mem_err.mean(dim=(1, 2, 3)).double().numpy()
             s["con_patch"][tb] = patch_max(me, patch, stride)
             s["motion_patch"][tb] = patch_max((cur - prev) ** 2, patch, stride)
-            if flow_mag is not None:
-                s["flow_patch"][tb] = patch_max(flow_mag, patch, stride)
+            s["flow_patch"][tb] = patch_max(flow_mag, patch, stride)
             nframes += len(tb)
         for k in keys:  # the two ends have no triplet: copy the neighbour
             s[k][0], s[k][-1] = s[k][1], s[k][-2]
@@ -154,9 +151,10 @@ def main():
         "fused int-patch + con-mean": a * cat["int_patch"] + (1 - a) * cat["con_mean"],
         "motion-energy patchmax (ref)": cat["motion_patch"],
     }
-    if not args.onnx:
-        variants["diag: flow-magnitude patchmax"] = cat["flow_patch"]
-        variants["diag: 0.5 S_int mean + 0.5 flow"] = 0.5 * cat["int_mean"] + 0.5 * cat["flow_patch"]
+    variants["flow patchmax"] = cat["flow_patch"]
+    w = args.flow_weight
+    variants[f"shipped (a={a}, flow_weight={w})"] = \
+        (1 - w) * (a * cat["int_mean"] + (1 - a) * cat["con_mean"]) + w * cat["flow_patch"]
     res = {}
     print(f"{len(ys)} videos, {len(y)} frames ({y.mean():.1%} anomalous), "
           f"{nframes} forward passes in {dt:.1f} s ({1000 * dt / max(1, nframes):.1f} ms/frame, batch {args.batch if not args.onnx else 1})")

@@ -3,7 +3,7 @@
     python engine/zoo/export_bdfi.py --checkpoint engine/zoo/checkpoints/ped2-bdfi.pt \
         --out-dir engine/models/ped2-bdfi --sample-data engine/zoo/data/ped2-test-128x192 [--tract]
 
-1. exports ONNX (opset 17, static shapes, inputs prev/next, outputs frame/mem_err, no dynamic
+1. exports ONNX (opset 17, static shapes, inputs prev/next, outputs frame/mem_err/flow, no dynamic
    axes, constant folding, weights embedded in the file);
 2. checks the graph with onnx.checker and runs it in onnxruntime against PyTorch on real test
    triplets (or random frames) and prints the max abs difference per output;
@@ -31,6 +31,7 @@ from train_bdfi import load_checkpoint  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TOL = 1e-4
+OUTPUTS = ("frame", "mem_err", "flow")  # the order of BDFI.forward
 
 
 def toml_str(s):
@@ -58,7 +59,7 @@ def sample_inputs(h, w, folder, n=4, seed=0):
 def export_onnx(model, path, h, w, opset):
     dummy = (torch.zeros(1, 1, h, w), torch.zeros(1, 1, h, w))
     torch.onnx.export(model, dummy, path, input_names=["prev", "next"],
-                      output_names=["frame", "mem_err"], opset_version=opset,
+                      output_names=list(OUTPUTS), opset_version=opset,
                       do_constant_folding=True, dynamic_axes=None, dynamo=False)
 
 
@@ -70,6 +71,10 @@ def main():
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--dataset", default="ped2/training")
     ap.add_argument("--trained-on", default="2 CPU cores (no GPU)")
+    ap.add_argument("--alpha", type=float, default=1.0,
+                    help="[params] alpha, weight of S_int against S_con (paper: 0.3; see docs/models.md)")
+    ap.add_argument("--flow-weight", type=float, default=0.5,
+                    help="[params] flow_weight, weight of the flow component (0 = the paper's score)")
     ap.add_argument("--sample-data", help="exported test folder for the comparison inputs")
     ap.add_argument("--tract", action="store_true", help="also check with the Rust tract backend")
     ap.add_argument("--tract-bin", help="a built onnx_run example (default: cargo run --release)")
@@ -95,18 +100,18 @@ def main():
         return [d.dim_value for d in vi.type.tensor_type.shape.dim]
     ins = {i.name: dims(i) for i in m.graph.input}
     outs = {o.name: dims(o) for o in m.graph.output}
-    assert list(ins) == ["prev", "next"] and list(outs) == ["frame", "mem_err"], (ins, outs)
+    assert list(ins) == ["prev", "next"] and tuple(outs) == OUTPUTS, (ins, outs)
     assert all(all(d > 0 for d in s) for s in list(ins.values()) + list(outs.values())), "dynamic dims"
     print(f"inputs {ins} outputs {outs}")
 
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     pairs = sample_inputs(h, w, args.sample_data)
-    worst = {"frame": 0.0, "mem_err": 0.0}
+    worst = {k: 0.0 for k in OUTPUTS}
     for prev, nxt in pairs:
         with torch.no_grad():
             ref = [t.numpy() for t in model(torch.from_numpy(prev), torch.from_numpy(nxt))]
-        got = sess.run(["frame", "mem_err"], {"prev": prev, "next": nxt})
-        for k, r, g in zip(("frame", "mem_err"), ref, got):
+        got = sess.run(list(OUTPUTS), {"prev": prev, "next": nxt})
+        for k, r, g in zip(OUTPUTS, ref, got):
             worst[k] = max(worst[k], float(np.abs(r - g).max()))
     print(f"onnxruntime vs PyTorch max abs diff over {len(pairs)} inputs: "
           + ", ".join(f"{k}={v:.2e}" for k, v in worst.items()))
@@ -123,7 +128,7 @@ def main():
 
 
 def tract_check(onnx_path, model, pairs, tract_bin=None):
-    worst = {"frame": 0.0, "mem_err": 0.0}
+    worst = {k: 0.0 for k in OUTPUTS}
     for prev, nxt in pairs:
         with tempfile.TemporaryDirectory() as d:
             np.save(os.path.join(d, "prev.npy"), prev)
@@ -138,7 +143,7 @@ def tract_check(onnx_path, model, pairs, tract_bin=None):
             print("tract:", r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "", flush=True)
             with torch.no_grad():
                 ref = [t.numpy() for t in model(torch.from_numpy(prev), torch.from_numpy(nxt))]
-            for k, rr in zip(("frame", "mem_err"), ref):
+            for k, rr in zip(OUTPUTS, ref):
                 got = np.load(os.path.join(d, "out", f"{k}.npy"))
                 assert got.shape == rr.shape, (k, got.shape, rr.shape)
                 worst[k] = max(worst[k], float(np.abs(got - rr).max()))
@@ -186,9 +191,13 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         "[[onnx.outputs]]",
         f'name = "mem_err"                # ||v_ij - q_ij|| per position, at {me[2]}x{me[3]}',
         f"shape = {shp(me)}",
+        "[[onnx.outputs]]",
+        'name = "flow"                   # 0.5 (|F_t->t-1| + |F_t->t+1|) in pixels',
+        f"shape = {shp(outs['flow'])}",
         "",
         "[params]",
-        "alpha = 0.3",
+        f"alpha = {args.alpha}              # paper: 0.3 (S_int vs S_con)",
+        f"flow_weight = {args.flow_weight}        # not in the paper; 0 = the paper's score (docs/models.md)",
         f"memory_slots = {cfg.memory_slots}",
         f"top_k = {cfg.top_k}",
         "",

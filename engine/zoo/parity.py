@@ -4,7 +4,7 @@
         --inputs DIR --out DIR
 
 Reads DIR/prev.npy and DIR/next.npy (float32 [1,1,128,192] in [-1,1]), runs the checkpoint in
-eval mode on CPU in float32 and writes OUT/frame.npy and OUT/mem_err.npy (float32). The Rust test
+eval mode on CPU in float32 and writes OUT/frame.npy, OUT/mem_err.npy and OUT/flow.npy (float32). The Rust test
 suite compares tract's outputs of model.onnx against these (max abs diff <= 1e-4).
 """
 import argparse
@@ -16,6 +16,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_bdfi import load_checkpoint  # noqa: E402
+
+OUTPUTS = ("frame", "mem_err", "flow")  # the order of BDFI.forward
 
 
 def main():
@@ -36,11 +38,11 @@ def main():
             sys.exit(f"{name}.npy has shape {a.shape}, expected (1, 1, {h}, {w})")
         x[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     with torch.no_grad():
-        frame, mem_err = model(x["prev"], x["next"])
+        outs = dict(zip(OUTPUTS, model(x["prev"], x["next"])))
     os.makedirs(args.out, exist_ok=True)
-    np.save(os.path.join(args.out, "frame.npy"), frame.numpy().astype(np.float32))
-    np.save(os.path.join(args.out, "mem_err.npy"), mem_err.numpy().astype(np.float32))
-    print(f"frame {tuple(frame.shape)} mem_err {tuple(mem_err.shape)} -> {args.out}")
+    for name, t in outs.items():
+        np.save(os.path.join(args.out, f"{name}.npy"), t.numpy().astype(np.float32))
+    print(", ".join(f"{k} {tuple(v.shape)}" for k, v in outs.items()), "->", args.out)
 
 
 if __name__ == "__main__":

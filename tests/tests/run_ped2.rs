@@ -8,7 +8,6 @@ use std::time::Duration;
 use vigil_tests::{ped2_root, repo_root, validate_against_schema, vigil_bin, Mosquitto, Subscriber};
 
 #[test]
-#[ignore = "KNOWN FAILURE: the shipped ped2-bdfi model (AUC 0.81) with the default normaliser and event thresholds produces no event on video 01; re-enable when the model/thresholds are fixed (issue 2 note). Run with `cargo test -- --ignored`."]
 fn ped2_video_01_yields_a_schema_valid_event_over_the_bicycle() {
     let broker = Mosquitto::start();
     let sub = Subscriber::start(broker.port(), "vigil/#");

@@ -8,6 +8,12 @@
 //! is not causal; streaming replaces it by z-scores from the package's training statistics
 //! (`[calibration]`), with the same alpha.
 //!
+//! Not in the paper: with `[params] flow_weight = w > 0` and a network output `flow` (magnitude
+//! of the flows the model estimated), a third component S_flow (mean flow magnitude of the worst
+//! patch) joins: `(1 - w) * (alpha * S_int + (1 - alpha) * S_con) + w * S_flow`, each term
+//! normalised as above. `w = 0` (the default) is the paper's score. docs/models.md gives the
+//! measured reason for the shipped Ped2 package's weights.
+//!
 //! Latency: frame t is scored once t+1 has arrived, one frame behind the camera.
 
 use super::{io_index, param_f32, param_str, Recipe, RecipeError, Scored, MAX_COMPONENTS};
@@ -35,14 +41,21 @@ pub struct Bdfi {
     in_next: usize,
     out_frame: usize,
     out_mem: usize,
+    /// Output `flow` and its weight, when the flow component is in use.
+    flow: Option<(usize, f32)>,
     channels: usize,
     err: ErrorMap,
+    /// The `flow` output copied into a map the patch detector reads (preallocated).
+    flow_map: ErrorMap,
     patches: PatchDetector,
-    /// (mean, std) of S_int and S_con on normal training frames, when calibrated.
-    stats: Option<[(f32, f32); 2]>,
+    /// (mean, std) of each component on normal training frames, when calibrated.
+    stats: Option<[(f32, f32); 3]>,
 }
 
+/// Components of the paper's score.
 pub const COMPONENTS: &[&str] = &["int", "con"];
+/// Components when the flow term is in use.
+pub const COMPONENTS_WITH_FLOW: &[&str] = &["int", "con", "flow"];
 
 impl Bdfi {
     pub fn new(pkg: &ModelPackage) -> Result<Self, RecipeError> {
@@ -61,6 +74,21 @@ impl Bdfi {
         let in_next = io_index(pkg, false, "next")?;
         let out_frame = io_index(pkg, true, "frame")?;
         let out_mem = io_index(pkg, true, "mem_err")?;
+        let flow_weight = param_f32(pkg, "flow_weight", 0.0, (0.0, 1.0))?;
+        let flow = if flow_weight > 0.0 {
+            let idx = io_index(pkg, true, "flow").map_err(|_| RecipeError::Param {
+                package: m.name.clone(),
+                key: "flow_weight".into(),
+                reason: "is > 0 but the network has no output `flow`; set it to 0 or export the model with a `flow` output".into(),
+            })?;
+            let shape = &m.onnx.outputs[idx].shape;
+            if shape != &[1, 1, h, w] {
+                return Err(pkg_err(format!("output `flow` must be [1, 1, {h}, {w}], is {shape:?}")));
+            }
+            Some((idx, flow_weight))
+        } else {
+            None
+        };
         let channels = m.input.channels as usize;
         let frame_shape = &m.onnx.outputs[out_frame].shape;
         if frame_shape != &[1, channels, h, w] {
@@ -78,14 +106,27 @@ impl Bdfi {
             h,
         )
         .map_err(|e| pkg_err(format!("[scoring]: {e}")))?;
-        let stats = m.calibration.as_ref().map(|c| {
-            let get = |k: &str| c.components.get(k).map(|s| (s.mean, s.std));
-            match (get("int"), get("con")) {
-                (Some(i), Some(c)) => Ok([i, c]),
-                _ => Err(pkg_err("[calibration] needs components `int` and `con`; re-run `vigil calib scores`".into())),
-            }
-        });
-        let stats = stats.transpose()?;
+        let names = if flow.is_some() { COMPONENTS_WITH_FLOW } else { COMPONENTS };
+        let stats = m
+            .calibration
+            .as_ref()
+            .map(|c| {
+                let mut st = [(0.0, 1.0); 3];
+                for (slot, name) in st.iter_mut().zip(names) {
+                    let s = c.components.get(*name).ok_or_else(|| {
+                        pkg_err(format!(
+                            "[calibration] lacks component `{name}` (needs {}); re-run `vigil calib scores`",
+                            names.join(", ")
+                        ))
+                    })?;
+                    if !(s.std > 0.0) {
+                        return Err(pkg_err(format!("[calibration.components.{name}] std must be > 0, is {}", s.std)));
+                    }
+                    *slot = (s.mean, s.std);
+                }
+                Ok(st)
+            })
+            .transpose()?;
         Ok(Self {
             alpha,
             reduce,
@@ -93,11 +134,24 @@ impl Bdfi {
             in_next,
             out_frame,
             out_mem,
+            flow,
             channels,
             err: ErrorMap::new(w, h).map_err(|e| pkg_err(e.to_string()))?,
+            flow_map: ErrorMap::new(w, h).map_err(|e| pkg_err(e.to_string()))?,
             patches,
             stats,
         })
+    }
+}
+
+impl Bdfi {
+    /// The score from normalised components `[int, con, flow]`.
+    fn weigh(&self, [int, con, flow]: [f32; 3]) -> f32 {
+        let paper = self.alpha * int + (1.0 - self.alpha) * con;
+        match self.flow {
+            Some((_, w)) => (1.0 - w) * paper + w * flow,
+            None => paper,
+        }
     }
 }
 
@@ -112,7 +166,11 @@ impl Recipe for Bdfi {
         1
     }
     fn component_names(&self) -> &'static [&'static str] {
-        COMPONENTS
+        if self.flow.is_some() {
+            COMPONENTS_WITH_FLOW
+        } else {
+            COMPONENTS
+        }
     }
 
     fn prepare(&mut self, window: &FrameWindow, inputs: &mut [Tensor]) -> Result<(), RecipeError> {
@@ -161,6 +219,21 @@ impl Recipe for Bdfi {
         let mut components = [0.0; MAX_COMPONENTS];
         components[0] = s_int;
         components[1] = s_con;
+        if let Some((idx, _)) = self.flow {
+            let flow = outputs[idx].data();
+            if !flow.iter().all(|v| v.is_finite()) {
+                return Err(RecipeError::NonFinite { name: "flow".into() });
+            }
+            self.flow_map.as_mut_slice().copy_from_slice(&flow[..hw]);
+            components[2] = self
+                .patches
+                .detect(&self.flow_map, None)
+                .map_err(|e| RecipeError::Package {
+                    package: "bdfi".into(),
+                    reason: e.to_string(),
+                })?
+                .max;
+        }
         Ok(Scored {
             frame_index: window.index(1),
             timestamp: window.timestamp(1),
@@ -174,23 +247,31 @@ impl Recipe for Bdfi {
     }
 
     fn fuse(&self, c: &[f32; MAX_COMPONENTS]) -> f32 {
-        let (s_int, s_con) = (c[0], c[1]);
-        match self.stats {
-            Some([(mi, si), (mc, sc)]) => self.alpha * (s_int - mi) / si + (1.0 - self.alpha) * (s_con - mc) / sc,
-            None => self.alpha * s_int + (1.0 - self.alpha) * s_con,
+        let mut n = [c[0], c[1], c[2]];
+        if let Some(stats) = self.stats {
+            for (v, (mean, std)) in n.iter_mut().zip(stats) {
+                *v = (*v - mean) / std;
+            }
         }
+        self.weigh(n)
     }
 
     fn paper_scores(&self, components: &[Vec<f32>]) -> Vec<f32> {
-        let mut int = components[0].clone();
-        let mut con = components[1].clone();
-        // A constant series (e.g. a one-frame video) normalises to zeros; that cannot fail here
-        // except for non-finite input, which `score` already rejected.
-        let _ = minmax_normalize(&mut int);
-        let _ = minmax_normalize(&mut con);
-        int.iter()
-            .zip(&con)
-            .map(|(i, c)| self.alpha * i + (1.0 - self.alpha) * c)
+        let used = self.component_names().len();
+        let mut series: Vec<Vec<f32>> = components.iter().take(used).cloned().collect();
+        for s in &mut series {
+            // A constant series (e.g. a one-frame video) normalises to zeros; that cannot fail
+            // here except for non-finite input, which `score` already rejected.
+            let _ = minmax_normalize(s);
+        }
+        (0..series.first().map_or(0, Vec::len))
+            .map(|t| {
+                let mut n = [0.0; 3];
+                for (v, s) in n.iter_mut().zip(&series) {
+                    *v = s[t];
+                }
+                self.weigh(n)
+            })
             .collect()
     }
 }

@@ -1,0 +1,136 @@
+//! The shipped Ped2 package and damaged copies of it: the package validates itself on load and
+//! names what is wrong; the `bdfi` recipe fuses its components as docs/models.md says.
+
+use std::path::{Path, PathBuf};
+use vigil_engine::package::{ModelPackage, PackageError};
+use vigil_engine::recipe::{self, RecipeError, MAX_COMPONENTS};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ped2-bdfi")
+}
+
+/// A copy of the shipped package whose manifest went through `edit`.
+fn copy_with(edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "model.toml"] {
+        std::fs::copy(shipped().join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join("model.toml");
+    let mut t: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    edit(&mut t);
+    std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
+    dir
+}
+
+fn table<'a>(t: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
+    t.get_mut(key).and_then(|v| v.as_table_mut()).unwrap_or_else(|| panic!("[{key}] missing"))
+}
+
+#[test]
+fn shipped_package_loads_with_the_flow_component_calibrated() {
+    let pkg = ModelPackage::load(&shipped()).unwrap();
+    let r = recipe::build(&pkg).unwrap();
+    assert_eq!(r.name(), "bdfi");
+    assert_eq!(r.component_names(), ["int", "con", "flow"]);
+    let cal = pkg.manifest.calibration.as_ref().expect("the shipped package is calibrated");
+    for c in r.component_names() {
+        assert!(cal.components[*c].std > 0.0, "component {c}");
+    }
+}
+
+#[test]
+fn streaming_fusion_is_the_documented_weighted_sum_of_z_scores() {
+    let pkg = ModelPackage::load(&shipped()).unwrap();
+    let r = recipe::build(&pkg).unwrap();
+    let p = &pkg.manifest.params;
+    let alpha = p["alpha"].as_float().unwrap() as f32;
+    let w = p["flow_weight"].as_float().unwrap() as f32;
+    let cal = pkg.manifest.calibration.as_ref().unwrap();
+    let z = |name: &str, v: f32| (v - cal.components[name].mean) / cal.components[name].std;
+    let mut c = [0.0f32; MAX_COMPONENTS];
+    c[..3].copy_from_slice(&[0.0009, 0.2701, 1.7]);
+    let expected = (1.0 - w) * (alpha * z("int", c[0]) + (1.0 - alpha) * z("con", c[1])) + w * z("flow", c[2]);
+    let got = r.fuse(&c);
+    assert!((got - expected).abs() <= 1e-4 * expected.abs().max(1.0), "fuse {got} != {expected}");
+}
+
+#[test]
+fn flow_weight_zero_is_the_papers_score() {
+    let dir = copy_with(|t| {
+        let p = table(t, "params");
+        p.insert("alpha".into(), 0.3.into());
+        p.insert("flow_weight".into(), 0.0.into());
+    });
+    let pkg = ModelPackage::load(dir.path()).unwrap();
+    let r = recipe::build(&pkg).unwrap();
+    assert_eq!(r.component_names(), ["int", "con"]);
+    // Paper protocol: per-video min-max of each component, 0.3 * S_int + 0.7 * S_con.
+    let int = vec![1.0, 3.0, 2.0];
+    let con = vec![10.0, 10.0, 30.0];
+    let got = r.paper_scores(&[int, con, vec![5.0, 6.0, 7.0]]);
+    let expected = [0.0, 0.3, 0.3 * 0.5 + 0.7];
+    for (g, e) in got.iter().zip(expected) {
+        assert!((g - e).abs() < 1e-6, "{got:?} != {expected:?}");
+    }
+}
+
+#[test]
+fn out_of_range_flow_weight_names_the_parameter() {
+    let dir = copy_with(|t| {
+        table(t, "params").insert("flow_weight".into(), 1.5.into());
+    });
+    let pkg = ModelPackage::load(dir.path()).unwrap();
+    let e = recipe::build(&pkg).err().expect("flow_weight 1.5 must be rejected");
+    assert!(matches!(&e, RecipeError::Param { key, .. } if key == "flow_weight"), "{e}");
+    assert!(e.to_string().contains("outside [0, 1]"), "{e}");
+}
+
+#[test]
+fn calibration_without_the_flow_component_says_to_recalibrate() {
+    let dir = copy_with(|t| {
+        let cal = table(t, "calibration");
+        table(cal, "components").remove("flow");
+    });
+    let pkg = ModelPackage::load(dir.path()).unwrap();
+    let e = recipe::build(&pkg).err().expect("missing calibration must be rejected").to_string();
+    assert!(e.contains("`flow`") && e.contains("vigil calib scores"), "{e}");
+}
+
+#[test]
+fn a_replaced_onnx_file_fails_the_checksum() {
+    let dir = copy_with(|_| {});
+    let onnx = dir.path().join("model.onnx");
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&onnx, bytes).unwrap();
+    let e = ModelPackage::load(dir.path()).err().expect("a damaged ONNX must be rejected");
+    assert!(matches!(e, PackageError::Checksum { .. }), "{e}");
+    assert!(e.to_string().contains("re-export the package or restore the file"), "{e}");
+}
+
+#[test]
+fn a_manifest_output_the_graph_lacks_is_named() {
+    let dir = copy_with(|t| {
+        let outs = table(t, "onnx").get_mut("outputs").and_then(|v| v.as_array_mut()).unwrap();
+        outs[2].as_table_mut().unwrap().insert("name".into(), "flows".into());
+    });
+    let e = ModelPackage::load(dir.path()).err().expect("a wrong output name must be rejected").to_string();
+    assert!(e.contains("flows"), "{e}");
+}
+
+#[test]
+fn an_unknown_manifest_key_is_an_error_not_ignored() {
+    let dir = copy_with(|t| {
+        table(t, "input").insert("widht".into(), 192.into());
+    });
+    let e = ModelPackage::load(dir.path()).err().expect("a misspelt key must be rejected").to_string();
+    assert!(e.contains("widht") && e.contains("model.toml"), "{e}");
+}
+
+#[test]
+fn a_directory_without_a_manifest_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = ModelPackage::load(dir.path()).err().unwrap().to_string();
+    assert!(e.contains("model.toml not found") && e.contains("docs/model-package.md"), "{e}");
+}
