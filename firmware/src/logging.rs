@@ -6,6 +6,11 @@ use std::io::Write;
 pub fn init(filter: &str) {
     let under_systemd = std::env::var_os("JOURNAL_STREAM").is_some();
     let mut b = env_logger::Builder::new();
+    // The embedded demo broker (rumqttd) logs every packet at ERROR level through `tracing`;
+    // silence it unless the filter names it (`--log info,rumqttd=debug`).
+    if !filter.contains("rumqttd") {
+        b.parse_filters("rumqttd=off,tracing::span=off");
+    }
     b.parse_filters(filter);
     if under_systemd {
         b.format(|f, r| {
