@@ -26,9 +26,16 @@ pub struct MeanStd {
 /// Mean and (population) standard deviation of the finite samples, accumulated in f64.
 /// A constant series gets a tiny positive std so that z-scores stay finite.
 pub fn mean_std(samples: &[f32]) -> Result<MeanStd, CalibError> {
-    let finite: Vec<f64> = samples.iter().filter(|v| v.is_finite()).map(|&v| v as f64).collect();
+    let finite: Vec<f64> = samples
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| v as f64)
+        .collect();
     if finite.len() < 2 {
-        return Err(CalibError::TooFew { needed: 2, got: finite.len() });
+        return Err(CalibError::TooFew {
+            needed: 2,
+            got: finite.len(),
+        });
     }
     let n = finite.len() as f64;
     let mean = finite.iter().sum::<f64>() / n;
@@ -83,7 +90,10 @@ pub fn threshold_for_false_alarm_rate(samples: &[f32], rate: f64) -> Result<f32,
     }
     let mut s: Vec<f32> = samples.iter().copied().filter(|v| v.is_finite()).collect();
     if s.len() < 2 {
-        return Err(CalibError::TooFew { needed: 2, got: s.len() });
+        return Err(CalibError::TooFew {
+            needed: 2,
+            got: s.len(),
+        });
     }
     s.sort_by(|a, b| a.total_cmp(b));
     Ok(quantile(&s, 1.0 - rate))

@@ -51,7 +51,11 @@ impl Analyzer {
     }
 
     /// Builds an analyzer around any backend (TensorRT on Jetson, a double in tests).
-    pub fn with_backend(pkg: &ModelPackage, backend: Box<dyn Backend>, max_gap: u64) -> Result<Self, AnalyzerError> {
+    pub fn with_backend(
+        pkg: &ModelPackage,
+        backend: Box<dyn Backend>,
+        max_gap: u64,
+    ) -> Result<Self, AnalyzerError> {
         let recipe = recipe::build(pkg)?;
         let geo = pkg.manifest.input;
         Ok(Self {

@@ -101,7 +101,7 @@ impl Dataset {
                 .into_iter()
                 .filter(|p| imageio::is_frame_file(p))
                 .collect();
-            frames.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+            frames.sort_by(|a, b| imageio::natural_cmp(a.as_os_str(), b.as_os_str()));
             if frames.is_empty() {
                 continue;
             }
@@ -155,13 +155,20 @@ impl Dataset {
     pub fn select(&mut self, ids: &[String]) -> Result<(), DatasetError> {
         let mut chosen = Vec::new();
         for id in ids {
-            let pos = self.videos.iter().position(|v| &v.id == id).ok_or_else(|| {
-                DatasetError::UnknownVideo {
+            let pos = self
+                .videos
+                .iter()
+                .position(|v| &v.id == id)
+                .ok_or_else(|| DatasetError::UnknownVideo {
                     video: id.clone(),
                     path: self.root.clone(),
-                    available: self.videos.iter().map(|v| v.id.as_str()).collect::<Vec<_>>().join(","),
-                }
-            })?;
+                    available: self
+                        .videos
+                        .iter()
+                        .map(|v| v.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                })?;
             chosen.push(self.videos[pos].clone());
         }
         self.videos = chosen;
@@ -184,13 +191,6 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
         .collect()
 }
 
-/// Sort key that orders `2.jpg` before `10.jpg` (file names are not always zero-padded).
-pub fn natural_key(p: &Path) -> (u64, String) {
-    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let digits: String = stem.chars().filter(|c| c.is_ascii_digit()).collect();
-    (digits.parse().unwrap_or(u64::MAX), stem)
-}
-
 #[derive(Deserialize)]
 struct LabelsFile {
     videos: BTreeMap<String, LabelsVideo>,
@@ -209,7 +209,9 @@ fn read_labels_json(path: &Path) -> Result<BTreeMap<String, Vec<(usize, usize)>>
     })?;
     let parsed: LabelsFile = serde_json::from_str(&text).map_err(|e| DatasetError::Labels {
         path: path.to_owned(),
-        reason: format!("{e} (expected {{\"videos\": {{\"01\": {{\"frames\": N, \"anomalous\": [[first, last], ...]}}}}}})"),
+        reason: format!(
+            "{e} (expected {{\"videos\": {{\"01\": {{\"frames\": N, \"anomalous\": [[first, last], ...]}}}}}})"
+        ),
     })?;
     Ok(parsed
         .videos
@@ -220,7 +222,10 @@ fn read_labels_json(path: &Path) -> Result<BTreeMap<String, Vec<(usize, usize)>>
 
 /// Reads UCSD's `UCSDped2.m`: lines `TestVideoFile{end}.gt_frame = [61:180];` in video order,
 /// 1-based inclusive ranges (several ranges as `[a:b, c:d]`).
-fn read_ucsd_m(path: &Path, videos: &[Video]) -> Result<BTreeMap<String, Vec<(usize, usize)>>, DatasetError> {
+fn read_ucsd_m(
+    path: &Path,
+    videos: &[Video],
+) -> Result<BTreeMap<String, Vec<(usize, usize)>>, DatasetError> {
     let text = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
         path: path.to_owned(),
         source,
@@ -242,8 +247,14 @@ fn read_ucsd_m(path: &Path, videos: &[Video]) -> Result<BTreeMap<String, Vec<(us
                 .trim()
                 .split_once(':')
                 .ok_or_else(|| bad(format!("expected `a:b` in `{}`", line.trim())))?;
-            let a: usize = a.trim().parse().map_err(|_| bad(format!("bad number in `{}`", line.trim())))?;
-            let b: usize = b.trim().parse().map_err(|_| bad(format!("bad number in `{}`", line.trim())))?;
+            let a: usize = a
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("bad number in `{}`", line.trim())))?;
+            let b: usize = b
+                .trim()
+                .parse()
+                .map_err(|_| bad(format!("bad number in `{}`", line.trim())))?;
             if a == 0 || b < a {
                 return Err(bad(format!("range {a}:{b} is not a 1-based range")));
             }
@@ -254,7 +265,10 @@ fn read_ucsd_m(path: &Path, videos: &[Video]) -> Result<BTreeMap<String, Vec<(us
     // The .m file lists all test videos in order; map them onto the numeric ids we have.
     let mut out = BTreeMap::new();
     for v in videos {
-        let n: usize = v.id.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
+        let n: usize =
+            v.id.trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .unwrap_or(0);
         if n >= 1 && n <= per_video.len() {
             out.insert(v.id.clone(), per_video[n - 1].clone());
         }
@@ -276,7 +290,9 @@ pub fn export(
     };
     std::fs::create_dir_all(out).map_err(|e| write_err(out, e.to_string()))?;
     let mut pre = Preprocessor::new(geo);
-    let mut frame = Frame::blank(crate::frame::Geometry::new(1, 1, crate::frame::PixelLayout::Gray8).expect("1x1 is valid"));
+    let mut frame = Frame::blank(
+        crate::frame::Geometry::new(1, 1, crate::frame::PixelLayout::Gray8).expect("1x1 is valid"),
+    );
     let plane = geo.plane_len();
     let mut index = Vec::new();
     for v in &ds.videos {
@@ -287,7 +303,12 @@ pub fn export(
             progress(1);
         }
         let arr = ndarray::Array4::from_shape_vec(
-            (v.frames.len(), geo.channels as usize, geo.height as usize, geo.width as usize),
+            (
+                v.frames.len(),
+                geo.channels as usize,
+                geo.height as usize,
+                geo.width as usize,
+            ),
             data,
         )
         .expect("buffer length is frames * plane by construction");
@@ -303,8 +324,11 @@ pub fn export(
         "videos": index,
     });
     let path = out.join("index.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&idx).expect("json value serialises"))
-        .map_err(|e| write_err(&path, e.to_string()))?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&idx).expect("json value serialises"),
+    )
+    .map_err(|e| write_err(&path, e.to_string()))?;
     Ok(())
 }
 
@@ -323,17 +347,14 @@ mod tests {
         .unwrap();
         let videos: Vec<Video> = ["01", "03"]
             .iter()
-            .map(|id| Video { id: id.to_string(), frames: vec![], labels: None })
+            .map(|id| Video {
+                id: id.to_string(),
+                frames: vec![],
+                labels: None,
+            })
             .collect();
         let r = read_ucsd_m(&m, &videos).unwrap();
         assert_eq!(r["01"], vec![(60, 179)]);
         assert_eq!(r["03"], vec![(0, 145), (149, 150)]);
-    }
-
-    #[test]
-    fn natural_order() {
-        let mut v = vec![PathBuf::from("10.jpg"), PathBuf::from("2.jpg"), PathBuf::from("001.jpg")];
-        v.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
-        assert_eq!(v, vec![PathBuf::from("001.jpg"), PathBuf::from("2.jpg"), PathBuf::from("10.jpg")]);
     }
 }

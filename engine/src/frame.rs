@@ -15,7 +15,9 @@ pub const MAX_SIDE: u32 = 8192;
 pub enum FrameError {
     #[error("frame geometry {width}x{height} is invalid: each side must be between 1 and {MAX_SIDE} pixels")]
     BadGeometry { width: u32, height: u32 },
-    #[error("frame buffer holds {got} bytes but a {width}x{height} {layout:?} frame needs {expected}")]
+    #[error(
+        "frame buffer holds {got} bytes but a {width}x{height} {layout:?} frame needs {expected}"
+    )]
     BufferSize {
         width: u32,
         height: u32,
@@ -158,7 +160,10 @@ mod tests {
     fn geometry_rejects_zero_and_huge_sides() {
         assert!(Geometry::new(0, 10, PixelLayout::Gray8).is_err());
         assert!(Geometry::new(10, MAX_SIDE + 1, PixelLayout::Rgb8).is_err());
-        assert_eq!(Geometry::new(4, 2, PixelLayout::Rgb8).unwrap().byte_len(), 24);
+        assert_eq!(
+            Geometry::new(4, 2, PixelLayout::Rgb8).unwrap().byte_len(),
+            24
+        );
     }
 
     #[test]

@@ -131,7 +131,9 @@ impl ModelPackage {
     pub fn load(dir: &Path) -> Result<Self, PackageError> {
         let manifest_path = dir.join(MANIFEST);
         if !manifest_path.is_file() {
-            return Err(PackageError::NoManifest { dir: dir.to_owned() });
+            return Err(PackageError::NoManifest {
+                dir: dir.to_owned(),
+            });
         }
         let text = std::fs::read_to_string(&manifest_path).map_err(|source| PackageError::Io {
             path: manifest_path.clone(),
@@ -147,6 +149,25 @@ impl ModelPackage {
         };
         pkg.validate()?;
         Ok(pkg)
+    }
+
+    /// A patch detector over model-resolution maps with the package's `[scoring]` patch and
+    /// stride (patch means), the localisation every recipe and the detector share.
+    pub fn patch_detector(
+        &self,
+    ) -> Result<crate::scoring::PatchDetector, crate::scoring::ScoringError> {
+        let (m, g) = (&self.manifest.scoring, &self.manifest.input);
+        crate::scoring::PatchDetector::new(
+            crate::scoring::PatchConfig {
+                height: m.patch[0],
+                width: m.patch[1],
+                stride_y: m.stride[0],
+                stride_x: m.stride[1],
+            },
+            crate::scoring::PatchReduce::Mean,
+            g.width as usize,
+            g.height as usize,
+        )
     }
 
     pub fn onnx_path(&self) -> PathBuf {
@@ -170,17 +191,32 @@ impl ModelPackage {
         }
         let g = &m.input;
         if g.channels != 1 && g.channels != 3 {
-            return Err(self.invalid(format!("[input] channels = {} must be 1 (gray) or 3 (RGB)", g.channels)));
+            return Err(self.invalid(format!(
+                "[input] channels = {} must be 1 (gray) or 3 (RGB)",
+                g.channels
+            )));
         }
         if g.width == 0 || g.height == 0 || g.width > 4096 || g.height > 4096 {
-            return Err(self.invalid(format!("[input] {}x{} is not a usable model resolution", g.width, g.height)));
+            return Err(self.invalid(format!(
+                "[input] {}x{} is not a usable model resolution",
+                g.width, g.height
+            )));
         }
-        if !(g.pixel_range[0] < g.pixel_range[1]) || !g.pixel_range.iter().all(|v| v.is_finite()) {
-            return Err(self.invalid(format!("[input] pixel_range {:?} must be [low, high] with low < high", g.pixel_range)));
+        if g.pixel_range[0] >= g.pixel_range[1] || !g.pixel_range.iter().all(|v| v.is_finite()) {
+            return Err(self.invalid(format!(
+                "[input] pixel_range {:?} must be [low, high] with low < high",
+                g.pixel_range
+            )));
         }
         let [ph, pw] = m.scoring.patch;
         let [sy, sx] = m.scoring.stride;
-        if ph == 0 || pw == 0 || sy == 0 || sx == 0 || ph > g.height as usize || pw > g.width as usize {
+        if ph == 0
+            || pw == 0
+            || sy == 0
+            || sx == 0
+            || ph > g.height as usize
+            || pw > g.width as usize
+        {
             return Err(self.invalid(format!(
                 "[scoring] patch {:?} / stride {:?} must be non-zero and fit the {}x{} input",
                 m.scoring.patch, m.scoring.stride, g.width, g.height
@@ -188,7 +224,7 @@ impl ModelPackage {
         }
         if let Some(c) = &m.calibration {
             for (k, s) in &c.components {
-                if !(s.std > 0.0) || !s.mean.is_finite() {
+                if s.std.is_nan() || s.std <= 0.0 || !s.mean.is_finite() {
                     return Err(self.invalid(format!(
                         "[calibration] component `{k}` has std {} (must be > 0); re-run `vigil calib scores`",
                         s.std
@@ -215,13 +251,21 @@ impl ModelPackage {
                 actual,
             });
         }
-        let iface = read_interface(&onnx).map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
-        check_io(&m.onnx.inputs, &iface.inputs, "input").map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
-        check_io(&m.onnx.outputs, &iface.outputs, "output").map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
+        let iface =
+            read_interface(&onnx).map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
+        check_io(&m.onnx.inputs, &iface.inputs, "input")
+            .map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
+        check_io(&m.onnx.outputs, &iface.outputs, "output")
+            .map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
         for spec in &m.onnx.inputs {
             let s = &spec.shape;
             // Every image input is [1, C*k, H, W]: batch 1, channels a multiple of the frame's.
-            if s.len() != 4 || s[0] != 1 || s[2] != g.height as usize || s[3] != g.width as usize || s[1] % g.channels as usize != 0 {
+            if s.len() != 4
+                || s[0] != 1
+                || s[2] != g.height as usize
+                || s[3] != g.width as usize
+                || s[1] % g.channels as usize != 0
+            {
                 return Err(self.invalid(format!(
                     "input `{}` has shape {:?} but [input] says {}x{} with {} channel(s); expected [1, k*{}, {}, {}]",
                     spec.name, s, g.width, g.height, g.channels, g.channels, g.height, g.width
@@ -284,7 +328,11 @@ fn check_io(manifest: &[TensorSpec], graph: &[TensorSpec], what: &str) -> Result
 }
 
 fn names(specs: &[TensorSpec]) -> String {
-    specs.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ")
+    specs
+        .iter()
+        .map(|s| format!("`{}`", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {

@@ -118,10 +118,17 @@ impl Preprocessor {
         let src: &[u8] = if g.layout() == want {
             frame.data()
         } else {
-            self.colour.resize(g.width() as usize * g.height() as usize * want.bytes_per_pixel(), 0);
+            self.colour.resize(
+                g.width() as usize * g.height() as usize * want.bytes_per_pixel(),
+                0,
+            );
             match (g.layout(), want) {
-                (PixelLayout::Rgb8, PixelLayout::Gray8) => rgb_to_luma(frame.data(), &mut self.colour),
-                (PixelLayout::Gray8, PixelLayout::Rgb8) => gray_to_rgb(frame.data(), &mut self.colour),
+                (PixelLayout::Rgb8, PixelLayout::Gray8) => {
+                    rgb_to_luma(frame.data(), &mut self.colour)
+                }
+                (PixelLayout::Gray8, PixelLayout::Rgb8) => {
+                    gray_to_rgb(frame.data(), &mut self.colour)
+                }
                 _ => unreachable!("layouts differ, so one of the two arms above applies"),
             }
             &self.colour

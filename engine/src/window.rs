@@ -121,7 +121,12 @@ mod tests {
             pixel_range: [0.0, 255.0],
             resize: ResizeFilter::Bilinear,
         };
-        let f = Frame::new(Geometry::new(2, 1, PixelLayout::Gray8).unwrap(), vec![0, 0], 0).unwrap();
+        let f = Frame::new(
+            Geometry::new(2, 1, PixelLayout::Gray8).unwrap(),
+            vec![0, 0],
+            0,
+        )
+        .unwrap();
         (Preprocessor::new(geo), f)
     }
 
@@ -135,7 +140,10 @@ mod tests {
             assert!(!w.push(&f, &mut pre).unwrap());
         }
         assert!(w.is_full());
-        assert_eq!((0..3).map(|i| w.index(i)).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            (0..3).map(|i| w.index(i)).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
         assert_eq!(w.plane(0), &[2.0, 2.0]);
         assert_eq!(w.plane(2), &[4.0, 4.0]);
     }

@@ -23,7 +23,9 @@ fn copy_with(edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDir {
 }
 
 fn table<'a>(t: &'a mut toml::Table, key: &str) -> &'a mut toml::Table {
-    t.get_mut(key).and_then(|v| v.as_table_mut()).unwrap_or_else(|| panic!("[{key}] missing"))
+    t.get_mut(key)
+        .and_then(|v| v.as_table_mut())
+        .unwrap_or_else(|| panic!("[{key}] missing"))
 }
 
 #[test]
@@ -32,7 +34,11 @@ fn shipped_package_loads_with_the_flow_component_calibrated() {
     let r = recipe::build(&pkg).unwrap();
     assert_eq!(r.name(), "bdfi");
     assert_eq!(r.component_names(), ["int", "con", "flow"]);
-    let cal = pkg.manifest.calibration.as_ref().expect("the shipped package is calibrated");
+    let cal = pkg
+        .manifest
+        .calibration
+        .as_ref()
+        .expect("the shipped package is calibrated");
     for c in r.component_names() {
         assert!(cal.components[*c].std > 0.0, "component {c}");
     }
@@ -49,9 +55,13 @@ fn streaming_fusion_is_the_documented_weighted_sum_of_z_scores() {
     let z = |name: &str, v: f32| (v - cal.components[name].mean) / cal.components[name].std;
     let mut c = [0.0f32; MAX_COMPONENTS];
     c[..3].copy_from_slice(&[0.0009, 0.2701, 1.7]);
-    let expected = (1.0 - w) * (alpha * z("int", c[0]) + (1.0 - alpha) * z("con", c[1])) + w * z("flow", c[2]);
+    let expected =
+        (1.0 - w) * (alpha * z("int", c[0]) + (1.0 - alpha) * z("con", c[1])) + w * z("flow", c[2]);
     let got = r.fuse(&c);
-    assert!((got - expected).abs() <= 1e-4 * expected.abs().max(1.0), "fuse {got} != {expected}");
+    assert!(
+        (got - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+        "fuse {got} != {expected}"
+    );
 }
 
 #[test]
@@ -80,8 +90,13 @@ fn out_of_range_flow_weight_names_the_parameter() {
         table(t, "params").insert("flow_weight".into(), 1.5.into());
     });
     let pkg = ModelPackage::load(dir.path()).unwrap();
-    let e = recipe::build(&pkg).err().expect("flow_weight 1.5 must be rejected");
-    assert!(matches!(&e, RecipeError::Param { key, .. } if key == "flow_weight"), "{e}");
+    let e = recipe::build(&pkg)
+        .err()
+        .expect("flow_weight 1.5 must be rejected");
+    assert!(
+        matches!(&e, RecipeError::Param { key, .. } if key == "flow_weight"),
+        "{e}"
+    );
     assert!(e.to_string().contains("outside [0, 1]"), "{e}");
 }
 
@@ -92,8 +107,14 @@ fn calibration_without_the_flow_component_says_to_recalibrate() {
         table(cal, "components").remove("flow");
     });
     let pkg = ModelPackage::load(dir.path()).unwrap();
-    let e = recipe::build(&pkg).err().expect("missing calibration must be rejected").to_string();
-    assert!(e.contains("`flow`") && e.contains("vigil calib scores"), "{e}");
+    let e = recipe::build(&pkg)
+        .err()
+        .expect("missing calibration must be rejected")
+        .to_string();
+    assert!(
+        e.contains("`flow`") && e.contains("vigil calib scores"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -104,18 +125,30 @@ fn a_replaced_onnx_file_fails_the_checksum() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&onnx, bytes).unwrap();
-    let e = ModelPackage::load(dir.path()).err().expect("a damaged ONNX must be rejected");
+    let e = ModelPackage::load(dir.path()).expect_err("a damaged ONNX must be rejected");
     assert!(matches!(e, PackageError::Checksum { .. }), "{e}");
-    assert!(e.to_string().contains("re-export the package or restore the file"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("re-export the package or restore the file"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_manifest_output_the_graph_lacks_is_named() {
     let dir = copy_with(|t| {
-        let outs = table(t, "onnx").get_mut("outputs").and_then(|v| v.as_array_mut()).unwrap();
-        outs[2].as_table_mut().unwrap().insert("name".into(), "flows".into());
+        let outs = table(t, "onnx")
+            .get_mut("outputs")
+            .and_then(|v| v.as_array_mut())
+            .unwrap();
+        outs[2]
+            .as_table_mut()
+            .unwrap()
+            .insert("name".into(), "flows".into());
     });
-    let e = ModelPackage::load(dir.path()).err().expect("a wrong output name must be rejected").to_string();
+    let e = ModelPackage::load(dir.path())
+        .expect_err("a wrong output name must be rejected")
+        .to_string();
     assert!(e.contains("flows"), "{e}");
 }
 
@@ -124,7 +157,9 @@ fn an_unknown_manifest_key_is_an_error_not_ignored() {
     let dir = copy_with(|t| {
         table(t, "input").insert("widht".into(), 192.into());
     });
-    let e = ModelPackage::load(dir.path()).err().expect("a misspelt key must be rejected").to_string();
+    let e = ModelPackage::load(dir.path())
+        .expect_err("a misspelt key must be rejected")
+        .to_string();
     assert!(e.contains("widht") && e.contains("model.toml"), "{e}");
 }
 
@@ -132,5 +167,8 @@ fn an_unknown_manifest_key_is_an_error_not_ignored() {
 fn a_directory_without_a_manifest_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let e = ModelPackage::load(dir.path()).err().unwrap().to_string();
-    assert!(e.contains("model.toml not found") && e.contains("docs/model-package.md"), "{e}");
+    assert!(
+        e.contains("model.toml not found") && e.contains("docs/model-package.md"),
+        "{e}"
+    );
 }

@@ -51,9 +51,19 @@ fn tract_matches_pytorch_on_real_frames() {
     }
     assert!(scored.is_some(), "a full window must produce a score");
     let dir = tempfile::tempdir().unwrap();
-    let names: Vec<&str> = pkg.manifest.onnx.inputs.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = pkg
+        .manifest
+        .onnx
+        .inputs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     for (spec, t) in pkg.manifest.onnx.inputs.iter().zip(analyzer.inputs()) {
-        write_npy(&dir.path().join(format!("{}.npy", spec.name)), t.shape(), t.data());
+        write_npy(
+            &dir.path().join(format!("{}.npy", spec.name)),
+            t.shape(),
+            t.data(),
+        );
     }
     assert_eq!(names, ["prev", "next"]);
     let out = dir.path().join("torch");
@@ -77,6 +87,10 @@ fn tract_matches_pytorch_on_real_frames() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         println!("output {}: max |tract - pytorch| = {max:e}", spec.name);
-        assert!(max <= 1e-4, "output {}: tract differs from PyTorch by {max} (> 1e-4)", spec.name);
+        assert!(
+            max <= 1e-4,
+            "output {}: tract differs from PyTorch by {max} (> 1e-4)",
+            spec.name
+        );
     }
 }

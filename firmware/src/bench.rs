@@ -11,7 +11,7 @@ use vigil_engine::frame::{Frame, Geometry, PixelLayout};
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
 use vigil_engine::preprocess::Preprocessor;
-use vigil_engine::scoring::{squared_error_into, ErrorMap, EventConfig, EventDetector, Normalizer, PatchConfig, PatchDetector, PatchReduce};
+use vigil_engine::scoring::{squared_error_into, ErrorMap, EventConfig, EventDetector, Normalizer};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -41,7 +41,11 @@ fn report(stage: &'static str, mut d: Vec<Duration>) -> StageReport {
     StageReport {
         stage,
         mean_us: d.iter().map(us).sum::<f64>() / d.len().max(1) as f64,
-        p99_us: d.get(((d.len() as f64) * 0.99) as usize).or(d.last()).map(us).unwrap_or(0.0),
+        p99_us: d
+            .get(((d.len() as f64) * 0.99) as usize)
+            .or(d.last())
+            .map(us)
+            .unwrap_or(0.0),
         samples: d.len(),
     }
 }
@@ -65,20 +69,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut plane = vec![0f32; geo.plane_len()];
     let mut prev = vec![0f32; geo.plane_len()];
     let mut map = ErrorMap::new(w, h)?;
-    let mut patches = PatchDetector::new(
-        PatchConfig {
-            height: pkg.manifest.scoring.patch[0],
-            width: pkg.manifest.scoring.patch[1],
-            stride_y: pkg.manifest.scoring.stride[0],
-            stride_x: pkg.manifest.scoring.stride[1],
-        },
-        PatchReduce::Mean,
-        w,
-        h,
-    )?;
+    let mut patches = pkg.patch_detector()?;
     let mut norm = Normalizer::from_config(&crate::detector::default_normalizer(&pkg))?;
-    let mut events = EventDetector::new(EventConfig { ..crate::config::default_events() })?;
-    let (mut t_pre, mut t_err, mut t_patch, mut t_norm, mut t_event, mut t_cpu) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut events = EventDetector::new(EventConfig {
+        ..crate::config::default_events()
+    })?;
+    let (mut t_pre, mut t_err, mut t_patch, mut t_norm, mut t_event, mut t_cpu) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut i = 0u64;
     for _ in 0..args.passes {
         for fr in &decoded {
@@ -133,14 +130,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stages)?);
     } else {
-        println!("model {} ({}x{}), {} frames x {} passes, source frames {}x{}", pkg.manifest.name, w, h, decoded.len(), args.passes,
-            decoded.first().map(|f| f.geometry().width()).unwrap_or(0), decoded.first().map(|f| f.geometry().height()).unwrap_or(0));
+        println!(
+            "model {} ({}x{}), {} frames x {} passes, source frames {}x{}",
+            pkg.manifest.name,
+            w,
+            h,
+            decoded.len(),
+            args.passes,
+            decoded.first().map(|f| f.geometry().width()).unwrap_or(0),
+            decoded.first().map(|f| f.geometry().height()).unwrap_or(0)
+        );
         println!("{:<45} {:>10} {:>10}", "stage", "mean us", "p99 us");
         for s in &stages {
             println!("{:<45} {:>10.1} {:>10.1}", s.stage, s.mean_us, s.p99_us);
         }
         if let Some(t) = stages.iter().find(|s| s.stage.starts_with("analyzer")) {
-            println!("analyzer throughput: {:.1} frames/s", 1e6 / t.mean_us.max(1e-9));
+            println!(
+                "analyzer throughput: {:.1} frames/s",
+                1e6 / t.mean_us.max(1e-9)
+            );
         }
     }
     Ok(())

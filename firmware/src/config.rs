@@ -167,7 +167,10 @@ impl Config {
             return Err(invalid("outbox.max_messages", "must be at least 1".into()));
         }
         if self.cameras.is_empty() {
-            return Err(invalid("camera", "at least one [[camera]] table is needed".into()));
+            return Err(invalid(
+                "camera",
+                "at least one [[camera]] table is needed".into(),
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
@@ -175,7 +178,10 @@ impl Config {
             crate::mqtt::message::validate_topic_part("camera name", &c.name)
                 .map_err(|e| invalid(&key("name"), e.to_string()))?;
             if !names.insert(c.name.as_str()) {
-                return Err(invalid(&key("name"), format!("`{}` is used by two cameras; names must be unique", c.name)));
+                return Err(invalid(
+                    &key("name"),
+                    format!("`{}` is used by two cameras; names must be unique", c.name),
+                ));
             }
             if !c.model.join(vigil_engine::package::MANIFEST).is_file() {
                 return Err(invalid(
@@ -184,9 +190,14 @@ impl Config {
                 ));
             }
             if !(c.region_fraction > 0.0 && c.region_fraction <= 1.0) {
-                return Err(invalid(&key("region_fraction"), format!("{} must be in (0, 1]", c.region_fraction)));
+                return Err(invalid(
+                    &key("region_fraction"),
+                    format!("{} must be in (0, 1]", c.region_fraction),
+                ));
             }
-            c.events.validate().map_err(|e| invalid(&key("events"), e.to_string()))?;
+            c.events
+                .validate()
+                .map_err(|e| invalid(&key("events"), e.to_string()))?;
             if let Some(n) = &c.normalizer {
                 vigil_engine::scoring::Normalizer::from_config(n)
                     .map_err(|e| invalid(&key("normalizer"), e.to_string()))?;
@@ -221,7 +232,8 @@ fn locate(text: &str, key: &str) -> Option<usize> {
         .skip(start)
         .find(|(_, l)| {
             let t = l.trim_start();
-            t.strip_prefix(last).is_some_and(|r| r.trim_start().starts_with('='))
+            t.strip_prefix(last)
+                .is_some_and(|r| r.trim_start().starts_with('='))
                 || t.starts_with(&format!("[{last}]"))
                 || t.contains(&format!(".{last}]"))
                 || t.starts_with(&format!("[[{last}]]"))
@@ -268,14 +280,21 @@ events = {{ on = 0.6, off = 0.4 }}
     #[test]
     fn unknown_key_names_key_and_line() {
         let text = good().replace("[outbox]", "[outbox]\nsize = 3");
-        let e = Config::parse(&text, Path::new("t.toml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("size") && e.contains("line 7"), "{e}");
     }
 
     #[test]
     fn wrong_type_names_key_and_line() {
-        let text = good().replace("dir = \"/tmp/vigil-outbox\"", "dir = \"/tmp/x\"\nmax_messages = \"many\"");
-        let e = Config::parse(&text, Path::new("t.toml")).unwrap_err().to_string();
+        let text = good().replace(
+            "dir = \"/tmp/vigil-outbox\"",
+            "dir = \"/tmp/x\"\nmax_messages = \"many\"",
+        );
+        let e = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_messages") || e.contains("line 8"), "{e}");
         assert!(e.contains("line 8"), "{e}");
     }
@@ -283,21 +302,33 @@ events = {{ on = 0.6, off = 0.4 }}
     #[test]
     fn out_of_range_value_names_key_and_line() {
         let text = good().replace("off = 0.4", "off = 0.9");
-        let e = Config::parse(&text, Path::new("t.toml")).unwrap_err().to_string();
-        assert!(e.contains("camera[0].events") && e.contains("line 13"), "{e}");
+        let e = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("camera[0].events") && e.contains("line 13"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_model_is_explained() {
         let text = good().replace(&model_dir(), "/nonexistent/model");
-        let e = Config::parse(&text, Path::new("t.toml")).unwrap_err().to_string();
-        assert!(e.contains("not a model package") && e.contains("line 11"), "{e}");
+        let e = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a model package") && e.contains("line 11"),
+            "{e}"
+        );
     }
 
     #[test]
     fn topic_injection_in_camera_name_is_rejected() {
         let text = good().replace("name = \"cam0\"", "name = \"cam/#\"");
-        let e = Config::parse(&text, Path::new("t.toml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("camera[0].name"), "{e}");
     }
 }

@@ -26,16 +26,34 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<()> {
 }
 
 /// The daemon's body; `observer` receives scores and events (demo, tests).
-pub fn run_with_observer(cfg: &Config, stop: Arc<AtomicBool>, observer: Option<Sender<Observed>>) -> Result<()> {
-    let outbox = Outbox::open(&cfg.outbox.dir, cfg.outbox.max_messages)
-        .with_context(|| format!("outbox {} (set [outbox] dir to a writable, persistent directory)", cfg.outbox.dir.display()))?;
+pub fn run_with_observer(
+    cfg: &Config,
+    stop: Arc<AtomicBool>,
+    observer: Option<Sender<Observed>>,
+) -> Result<()> {
+    let outbox = Outbox::open(&cfg.outbox.dir, cfg.outbox.max_messages).with_context(|| {
+        format!(
+            "outbox {} (set [outbox] dir to a writable, persistent directory)",
+            cfg.outbox.dir.display()
+        )
+    })?;
     if outbox.depth() > 0 {
-        log::info!("outbox holds {} undelivered events from a previous run; they go out first", outbox.depth());
+        log::info!(
+            "outbox holds {} undelivered events from a previous run; they go out first",
+            outbox.depth()
+        );
     }
-    let publisher = Arc::new(Publisher::start(&cfg.mqtt, outbox).context("starting the MQTT publisher")?);
+    let publisher =
+        Arc::new(Publisher::start(&cfg.mqtt, outbox).context("starting the MQTT publisher")?);
     let mut cams: Vec<CameraHandle> = Vec::new();
     for c in &cfg.cameras {
-        match spawn_camera(c, &cfg.mqtt.device, publisher.clone(), stop.clone(), observer.clone()) {
+        match spawn_camera(
+            c,
+            &cfg.mqtt.device,
+            publisher.clone(),
+            stop.clone(),
+            observer.clone(),
+        ) {
             Ok(h) => cams.push(h),
             Err(e) => {
                 stop.store(true, Ordering::Relaxed);
@@ -47,7 +65,11 @@ pub fn run_with_observer(cfg: &Config, stop: Arc<AtomicBool>, observer: Option<S
             }
         }
     }
-    log::info!("vigil running: {} camera(s), device {}", cams.len(), cfg.mqtt.device);
+    log::info!(
+        "vigil running: {} camera(s), device {}",
+        cams.len(),
+        cfg.mqtt.device
+    );
     let started = Instant::now();
     let interval = Duration::from_secs(cfg.health.interval_s);
     let mut next_health = Instant::now();
@@ -86,7 +108,12 @@ pub fn run_with_observer(cfg: &Config, stop: Arc<AtomicBool>, observer: Option<S
     }
 }
 
-fn health(publisher: &Publisher, stats: &[Arc<crate::pipeline::CameraStats>], device: &str, started: Instant) -> Health {
+fn health(
+    publisher: &Publisher,
+    stats: &[Arc<crate::pipeline::CameraStats>],
+    device: &str,
+    started: Instant,
+) -> Health {
     let p = publisher.stats();
     Health {
         schema: Default::default(),
@@ -95,7 +122,11 @@ fn health(publisher: &Publisher, stats: &[Arc<crate::pipeline::CameraStats>], de
         cameras: stats.iter().map(|s| s.health()).collect(),
         outbox_depth: p.outbox_depth as u64,
         outbox_dropped: p.outbox_dropped,
-        broker: if p.connected { BrokerState::Connected } else { BrokerState::Disconnected },
+        broker: if p.connected {
+            BrokerState::Connected
+        } else {
+            BrokerState::Disconnected
+        },
     }
 }
 

@@ -53,8 +53,9 @@ pub const DEMO_CLIP: &str = "firmware/assets/demo/ped2-test01";
 pub fn run(args: DemoArgs) -> Result<()> {
     let model = match args.model {
         Some(m) => m,
-        None => bundled(DEMO_MODEL, "/usr/share/vigil/models/ped2-bdfi")
-            .context("the bundled model engine/models/ped2-bdfi was not found; run from the repository root or pass --model")?,
+        None => bundled(DEMO_MODEL, "/usr/share/vigil/models/ped2-bdfi").context(
+            "the bundled model engine/models/ped2-bdfi was not found; run from the repository root or pass --model",
+        )?,
     };
     let frames = match args.frames {
         Some(f) => f,
@@ -103,7 +104,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
             region_fraction: 0.7,
         }],
     };
-    println!("vigil demo: model {} replaying {} into mqtt://{host}:{port}", model.display(), frames.display());
+    println!(
+        "vigil demo: model {} replaying {} into mqtt://{host}:{port}",
+        model.display(),
+        frames.display()
+    );
     println!("events topic: vigil/{device}/{camera}/events\n");
     let sub = subscriber(&host, port, &format!("vigil/{device}/+/events"))?;
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -114,7 +119,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         let mut events = 0;
         for o in rx {
             match o {
-                Observed::Scored { frame, score, raw, .. } if show_scores => {
+                Observed::Scored {
+                    frame, score, raw, ..
+                } if show_scores => {
                     println!("frame {frame:>4}  raw {raw:>8.3}  score {score:.3}");
                 }
                 Observed::Event(_) => events += 1,
@@ -131,7 +138,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     result?;
     println!("\n{produced} event message(s) produced, {received} received from the broker");
     if received < produced {
-        bail!("{} event message(s) were not received from the broker", produced - received);
+        bail!(
+            "{} event message(s) were not received from the broker",
+            produced - received
+        );
     }
     Ok(())
 }
@@ -167,7 +177,9 @@ fn subscriber(host: &str, port: u16, filter: &str) -> Result<Subscriber> {
     let mut opts = MqttOptions::new(format!("vigil-demo-sub-{}", std::process::id()), host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut conn) = Client::new(opts, 16);
-    client.subscribe(filter, QoS::AtLeastOnce).context("subscribing")?;
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .context("subscribing")?;
     let (tx, rx) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
@@ -201,7 +213,12 @@ fn print_event(payload: &[u8]) {
             let region = m
                 .regions
                 .first()
-                .map(|r| format!("  region x={:.2} y={:.2} w={:.2} h={:.2}", r.x, r.y, r.w, r.h))
+                .map(|r| {
+                    format!(
+                        "  region x={:.2} y={:.2} w={:.2} h={:.2}",
+                        r.x, r.y, r.w, r.h
+                    )
+                })
                 .unwrap_or_default();
             println!(
                 "EVENT {:<6} id={} camera={} frame={:>4} score={:.3} peak={:.3}{}",
@@ -217,4 +234,3 @@ fn print_event(payload: &[u8]) {
         Err(_) => println!("EVENT (unparsed) {}", String::from_utf8_lossy(payload)),
     }
 }
-

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use vigil_engine::package::ModelPackage;
 use vigil_engine::recipe::Scored;
 use vigil_engine::scoring::{
-    ErrorMap, EventConfig, EventDetector, Normalizer, NormalizerConfig, PatchConfig, PatchDetector, PatchReduce,
+    ErrorMap, EventConfig, EventDetector, Normalizer, NormalizerConfig, PatchDetector,
     ScoringError, Transition,
 };
 
@@ -24,7 +24,10 @@ pub fn default_normalizer(pkg: &ModelPackage) -> NormalizerConfig {
             window: DEFAULT_WINDOW,
             floor: (c.score.p999 - c.score.p50).max(1e-6) * FLOOR_SPREADS,
         },
-        None => NormalizerConfig::ZScore { mean: 0.0, std: 1.0 },
+        None => NormalizerConfig::ZScore {
+            mean: 0.0,
+            std: 1.0,
+        },
     }
 }
 
@@ -62,17 +65,7 @@ impl Detector {
         latency_frames: u32,
     ) -> Result<Self, ScoringError> {
         let m = &pkg.manifest;
-        let patches = PatchDetector::new(
-            PatchConfig {
-                height: m.scoring.patch[0],
-                width: m.scoring.patch[1],
-                stride_y: m.scoring.stride[0],
-                stride_x: m.scoring.stride[1],
-            },
-            PatchReduce::Mean,
-            m.input.width as usize,
-            m.input.height as usize,
-        )?;
+        let patches = pkg.patch_detector()?;
         Ok(Self {
             normalizer: Normalizer::from_config(normalizer)?,
             patches,
@@ -99,18 +92,29 @@ impl Detector {
 
     /// Processes one scored frame: returns the normalised score and, on a transition, the
     /// message to publish.
-    pub fn process(&mut self, scored: &Scored, map: &ErrorMap) -> Result<(f32, Option<EventMessage>), ScoringError> {
+    pub fn process(
+        &mut self,
+        scored: &Scored,
+        map: &ErrorMap,
+    ) -> Result<(f32, Option<EventMessage>), ScoringError> {
         let score = self.normalizer.push(scored.raw)?;
         // Regions: the strongest patches within `region_fraction` of the frame's worst one.
         // Skipped while the score is low: nobody reads regions of a normal frame.
-        let mut regions = heapless::Vec::<vigil_engine::scoring::Region, { vigil_engine::scoring::MAX_REGIONS }>::new();
+        let mut regions = heapless::Vec::<
+            vigil_engine::scoring::Region,
+            { vigil_engine::scoring::MAX_REGIONS },
+        >::new();
         if score >= self.threshold * 0.5 {
             let first = self.patches.detect(map, None)?;
             let cut = first.max * self.region_fraction;
             let res = self.patches.detect(map, Some(cut))?;
             for r in res.regions.iter() {
                 let mut r = *r;
-                r.score = if res.max > 0.0 { r.score / res.max * score } else { 0.0 };
+                r.score = if res.max > 0.0 {
+                    r.score / res.max * score
+                } else {
+                    0.0
+                };
                 let _ = regions.push(r);
             }
         }

@@ -61,7 +61,11 @@ pub struct VideoScores {
 }
 
 /// Runs the analyzer over one video's frames.
-pub fn score_video(analyzer: &mut Analyzer, video: &Video, mut tick: impl FnMut()) -> Result<VideoScores> {
+pub fn score_video(
+    analyzer: &mut Analyzer,
+    video: &Video,
+    mut tick: impl FnMut(),
+) -> Result<VideoScores> {
     analyzer.reset();
     let n = video.frames.len();
     let k = analyzer.recipe().component_names().len();
@@ -82,10 +86,14 @@ pub fn score_video(analyzer: &mut Analyzer, video: &Video, mut tick: impl FnMut(
         }
         tick();
     }
-    let comps = fill_edges(&comps).with_context(|| format!("video {} is too short to score", video.id))?;
-    let raw = fill_edges(&raw).with_context(|| format!("video {} is too short to score", video.id))?;
+    let comps =
+        fill_edges(&comps).with_context(|| format!("video {} is too short to score", video.id))?;
+    let raw =
+        fill_edges(&raw).with_context(|| format!("video {} is too short to score", video.id))?;
     Ok(VideoScores {
-        components: (0..k).map(|c| comps.iter().map(|v| v[c]).collect()).collect(),
+        components: (0..k)
+            .map(|c| comps.iter().map(|v| v[c]).collect())
+            .collect(),
         raw,
     })
 }
@@ -95,16 +103,28 @@ fn fill_edges<T: Copy>(v: &[Option<T>]) -> Option<Vec<T>> {
     let mut last = v[first]?;
     let mut out = Vec::with_capacity(v.len());
     for (i, x) in v.iter().enumerate() {
-        let val = if i < first { v[first]? } else { x.unwrap_or(last) };
+        let val = if i < first {
+            v[first]?
+        } else {
+            x.unwrap_or(last)
+        };
         last = val;
         out.push(val);
     }
     Some(out)
 }
 
-pub fn evaluate(pkg: &ModelPackage, ds: &Dataset, normalizer: Option<NormalizerConfig>, progress: bool) -> Result<EvalReport> {
+pub fn evaluate(
+    pkg: &ModelPackage,
+    ds: &Dataset,
+    normalizer: Option<NormalizerConfig>,
+    progress: bool,
+) -> Result<EvalReport> {
     if !ds.has_labels() {
-        bail!("dataset {} has no labels (labels.json or UCSDped2.m); `vigil eval` needs ground truth", ds.root.display());
+        bail!(
+            "dataset {} has no labels (labels.json or UCSDped2.m); `vigil eval` needs ground truth",
+            ds.root.display()
+        );
     }
     let mut analyzer = Analyzer::cpu(pkg, 1)?;
     let norm_cfg = normalizer.unwrap_or_else(|| default_normalizer(pkg));
@@ -114,9 +134,11 @@ pub fn evaluate(pkg: &ModelPackage, ds: &Dataset, normalizer: Option<NormalizerC
         indicatif::ProgressBar::hidden()
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} frames, {per_sec}, eta {eta}")
-            .expect("template is valid")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} frames, {per_sec}, eta {eta}",
+        )
+        .expect("template is valid")
+        .progress_chars("=> "),
     );
     let t0 = Instant::now();
     let mut videos = Vec::new();
@@ -126,7 +148,11 @@ pub fn evaluate(pkg: &ModelPackage, ds: &Dataset, normalizer: Option<NormalizerC
         let scores = analyzer.recipe().paper_scores(&s.components);
         // A fresh normaliser per video: each test video is a separate camera session.
         let mut norm = Normalizer::from_config(&norm_cfg)?;
-        let scores_stream = s.raw.iter().map(|&r| norm.push(r)).collect::<Result<Vec<_>, _>>()?;
+        let scores_stream = s
+            .raw
+            .iter()
+            .map(|&r| norm.push(r))
+            .collect::<Result<Vec<_>, _>>()?;
         let labels = v.labels.clone().context("labels checked above")?;
         let both = labels.iter().any(|&l| l) && labels.iter().any(|&l| !l);
         videos.push(VideoResult {
@@ -142,8 +168,16 @@ pub fn evaluate(pkg: &ModelPackage, ds: &Dataset, normalizer: Option<NormalizerC
     }
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
-    let all = |f: fn(&VideoResult) -> &Vec<f32>| videos.iter().flat_map(|v| f(v).iter().copied()).collect::<Vec<f32>>();
-    let labels: Vec<bool> = videos.iter().flat_map(|v| v.labels.iter().copied()).collect();
+    let all = |f: fn(&VideoResult) -> &Vec<f32>| {
+        videos
+            .iter()
+            .flat_map(|v| f(v).iter().copied())
+            .collect::<Vec<f32>>()
+    };
+    let labels: Vec<bool> = videos
+        .iter()
+        .flat_map(|v| v.labels.iter().copied())
+        .collect();
     let (paper, stream) = (all(|v| &v.scores), all(|v| &v.scores_stream));
     Ok(EvalReport {
         model: pkg.manifest.name.clone(),
@@ -172,7 +206,8 @@ pub fn plot(report: &EvalReport, out: &Path) -> Result<()> {
     let n = report.videos.len().max(1);
     let cols = 2usize.min(n);
     let rows = n.div_ceil(cols);
-    let root = BitMapBackend::new(out, (640 * cols as u32, 260 * rows as u32 + 40)).into_drawing_area();
+    let root =
+        BitMapBackend::new(out, (640 * cols as u32, 260 * rows as u32 + 40)).into_drawing_area();
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(40);
     title.draw_text(
@@ -190,7 +225,9 @@ pub fn plot(report: &EvalReport, out: &Path) -> Result<()> {
                 format!(
                     "video {}  AUC {}",
                     v.id,
-                    v.auc.map(|a| format!("{a:.3}")).unwrap_or_else(|| "n/a".into())
+                    v.auc
+                        .map(|a| format!("{a:.3}"))
+                        .unwrap_or_else(|| "n/a".into())
                 ),
                 ("sans-serif", 16),
             )
@@ -198,7 +235,12 @@ pub fn plot(report: &EvalReport, out: &Path) -> Result<()> {
             .x_label_area_size(28)
             .y_label_area_size(36)
             .build_cartesian_2d(0f64..len, 0f64..1.05f64)?;
-        chart.configure_mesh().x_desc("frame").y_desc("score").light_line_style(WHITE).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("frame")
+            .y_desc("score")
+            .light_line_style(WHITE)
+            .draw()?;
         // ground truth: shaded spans
         let mut i = 0;
         while i < v.labels.len() {
@@ -215,12 +257,21 @@ pub fn plot(report: &EvalReport, out: &Path) -> Result<()> {
             i += 1;
         }
         chart
-            .draw_series(LineSeries::new(v.scores.iter().enumerate().map(|(i, &s)| (i as f64, s as f64)), &BLUE))?
+            .draw_series(LineSeries::new(
+                v.scores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| (i as f64, s as f64)),
+                &BLUE,
+            ))?
             .label("paper (per-video min-max)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
         chart
             .draw_series(LineSeries::new(
-                v.scores_stream.iter().enumerate().map(|(i, &s)| (i as f64, s as f64)),
+                v.scores_stream
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| (i as f64, s as f64)),
                 &RGBColor(0, 140, 0),
             ))?
             .label("streaming (causal)")
@@ -232,6 +283,7 @@ pub fn plot(report: &EvalReport, out: &Path) -> Result<()> {
             .border_style(BLACK)
             .draw()?;
     }
-    root.present().with_context(|| format!("writing {}", out.display()))?;
+    root.present()
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }

@@ -11,7 +11,11 @@ use vigil_engine::package::ModelPackage;
 use vigil_engine::preprocess::{InputGeometry, ResizeFilter};
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Video anomaly detection on edge boxes: camera frames in, anomaly events out over MQTT")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Video anomaly detection on edge boxes: camera frames in, anomaly events out over MQTT"
+)]
 struct Cli {
     /// Log filter (error, warn, info, debug, trace; or per module, as RUST_LOG).
     #[arg(long, global = true, env = "VIGIL_LOG", default_value = "info")]
@@ -91,7 +95,13 @@ struct ExportArgs {
     #[arg(long, default_value_t = 1)]
     channels: u32,
     /// Pixel range as LO,HI.
-    #[arg(long, default_value = "-1,1", value_delimiter = ',', num_args = 2, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value = "-1,1",
+        value_delimiter = ',',
+        num_args = 2,
+        allow_negative_numbers = true
+    )]
     range: Vec<f32>,
 }
 
@@ -128,15 +138,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Check { config } => {
             let cfg = Config::load(&config)?;
             for cam in &cfg.cameras {
-                let pkg = ModelPackage::load(&cam.model).with_context(|| format!("camera {}", cam.name))?;
-                vigil_engine::analyzer::Analyzer::cpu(&pkg, cam.max_gap)
-                    .with_context(|| format!("camera {}: model {}", cam.name, cam.model.display()))?;
+                let pkg = ModelPackage::load(&cam.model)
+                    .with_context(|| format!("camera {}", cam.name))?;
+                vigil_engine::analyzer::Analyzer::cpu(&pkg, cam.max_gap).with_context(|| {
+                    format!("camera {}: model {}", cam.name, cam.model.display())
+                })?;
                 println!(
                     "camera {}: model {} ({}), calibrated: {}",
                     cam.name,
                     pkg.manifest.name,
                     pkg.manifest.recipe,
-                    if pkg.manifest.calibration.is_some() { "yes" } else { "no (run `vigil calib scores`)" }
+                    if pkg.manifest.calibration.is_some() {
+                        "yes"
+                    } else {
+                        "no (run `vigil calib scores`)"
+                    }
                 );
             }
             println!("{}: OK", config.display());
@@ -170,17 +186,34 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => vigil::bench::run(args),
-        Cmd::Dataset { cmd: DatasetCmd::Export(a) } => export(a),
-        Cmd::Calib { cmd: CalibCmd::Scores { model, dataset } } => vigil::calibrate::scores(&model, &dataset),
+        Cmd::Dataset {
+            cmd: DatasetCmd::Export(a),
+        } => export(a),
+        Cmd::Calib {
+            cmd: CalibCmd::Scores { model, dataset },
+        } => vigil::calibrate::scores(&model, &dataset),
     }
 }
 
 fn print_report(r: &vigil::eval::EvalReport) {
-    println!("model {} ({}) on {} [{} backend]", r.model, r.recipe, r.dataset, r.backend);
-    println!("{:>6} {:>7} {:>9} {:>8} {:>11}", "video", "frames", "anomalous", "auc", "auc_stream");
+    println!(
+        "model {} ({}) on {} [{} backend]",
+        r.model, r.recipe, r.dataset, r.backend
+    );
+    println!(
+        "{:>6} {:>7} {:>9} {:>8} {:>11}",
+        "video", "frames", "anomalous", "auc", "auc_stream"
+    );
     let f = |a: Option<f64>| a.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into());
     for v in &r.videos {
-        println!("{:>6} {:>7} {:>9} {:>8} {:>11}", v.id, v.frames, v.anomalous_frames, f(v.auc), f(v.auc_stream));
+        println!(
+            "{:>6} {:>7} {:>9} {:>8} {:>11}",
+            v.id,
+            v.frames,
+            v.anomalous_frames,
+            f(v.auc),
+            f(v.auc_stream)
+        );
     }
     println!(
         "all    {:>7}           auc {:.4} (paper protocol)  auc_stream {:.4}  eer {:.4}  {:.1} fps",
@@ -204,7 +237,11 @@ fn export(a: ExportArgs) -> Result<()> {
             }
         }
     };
-    let split = if a.split == "training" { Split::Training } else { Split::Testing };
+    let split = if a.split == "training" {
+        Split::Training
+    } else {
+        Split::Testing
+    };
     let ds = Dataset::open(&a.dataset, split)?;
     let bar = indicatif::ProgressBar::new(ds.frame_count() as u64);
     dataset::export(&ds, geo, &a.out, |n| bar.inc(n as u64))?;

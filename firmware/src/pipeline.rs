@@ -99,10 +99,9 @@ impl CameraHandle {
             .capture
             .join()
             .map_err(|_| anyhow::anyhow!("camera {}: capture thread panicked", self.stats.name))?;
-        let i = self
-            .inference
-            .join()
-            .map_err(|_| anyhow::anyhow!("camera {}: inference thread panicked", self.stats.name))?;
+        let i = self.inference.join().map_err(|_| {
+            anyhow::anyhow!("camera {}: inference thread panicked", self.stats.name)
+        })?;
         c.and(i)
     }
     pub fn is_finished(&self) -> bool {
@@ -120,7 +119,8 @@ pub fn spawn_camera(
     observer: Option<Sender<Observed>>,
 ) -> Result<CameraHandle> {
     let pkg = ModelPackage::load(&cfg.model).with_context(|| format!("camera {}", cfg.name))?;
-    let mut analyzer = Analyzer::cpu(&pkg, cfg.max_gap).with_context(|| format!("camera {}: loading {}", cfg.name, pkg.dir.display()))?;
+    let mut analyzer = Analyzer::cpu(&pkg, cfg.max_gap)
+        .with_context(|| format!("camera {}: loading {}", cfg.name, pkg.dir.display()))?;
     let normalizer = cfg.normalizer.unwrap_or_else(|| default_normalizer(&pkg));
     let mut detector = Detector::new(
         &pkg,
@@ -142,14 +142,19 @@ pub fn spawn_camera(
         analyzer.backend_name(),
         normalizer
     );
-    let geo = Geometry::new(pkg.manifest.input.width, pkg.manifest.input.height, PixelLayout::Rgb8)
-        .context("model input geometry")?;
+    let geo = Geometry::new(
+        pkg.manifest.input.width,
+        pkg.manifest.input.height,
+        PixelLayout::Rgb8,
+    )
+    .context("model input geometry")?;
     let ring = Arc::new(Ring::new(geo));
     let stats = Arc::new(CameraStats::new(&cfg.name));
     let lossless = cfg.lossless || is_unpaced_replay(&cfg.source);
 
     let capture = {
-        let (ring, stats, stop, name) = (ring.clone(), stats.clone(), stop.clone(), cfg.name.clone());
+        let (ring, stats, stop, name) =
+            (ring.clone(), stats.clone(), stop.clone(), cfg.name.clone());
         std::thread::Builder::new()
             .name(format!("capture-{name}"))
             .spawn(move || {
@@ -169,12 +174,21 @@ pub fn spawn_camera(
             .name(format!("infer-{name}"))
             .spawn(move || {
                 detector.set_epoch(SystemTime::now());
-                let r = inference_loop(&mut analyzer, &mut detector, &ring, &stats, &publisher, observer.as_ref());
+                let r = inference_loop(
+                    &mut analyzer,
+                    &mut detector,
+                    &ring,
+                    &stats,
+                    &publisher,
+                    observer.as_ref(),
+                );
                 if let Some(msg) = detector.finish() {
                     emit(&publisher, observer.as_ref(), msg);
                 }
                 if let Some(o) = &observer {
-                    let _ = o.send(Observed::Ended { camera: name.clone() });
+                    let _ = o.send(Observed::Ended {
+                        camera: name.clone(),
+                    });
                 }
                 if let Err(e) = &r {
                     log::error!("camera {name}: {e:#}");
@@ -223,7 +237,10 @@ fn capture_loop(
     stop: &AtomicBool,
     lossless: bool,
 ) -> Result<()> {
-    let mut warn = RateLimit { last: None, suppressed: 0 };
+    let mut warn = RateLimit {
+        last: None,
+        suppressed: 0,
+    };
     let mut backoff = Duration::from_millis(10);
     while !stop.load(Ordering::Relaxed) {
         if lossless {
@@ -232,7 +249,9 @@ fn capture_loop(
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        let Some(mut frame) = ring.acquire() else { break };
+        let Some(mut frame) = ring.acquire() else {
+            break;
+        };
         match src.next_into(&mut frame) {
             Ok(Next::Frame) => {
                 ring.commit(frame);
@@ -245,7 +264,11 @@ fn capture_loop(
             }
             Ok(Next::EndOfStream) => {
                 ring.release(frame);
-                log::info!("camera {}: end of stream after {} frames", stats.name, stats.frames.load(Ordering::Relaxed));
+                log::info!(
+                    "camera {}: end of stream after {} frames",
+                    stats.name,
+                    stats.frames.load(Ordering::Relaxed)
+                );
                 stats.set_state(CameraState::Ended);
                 return Ok(());
             }
@@ -253,7 +276,10 @@ fn capture_loop(
                 ring.release(frame);
                 stats.transient_errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(suppressed) = warn.allow(Duration::from_secs(10)) {
-                    log::warn!("camera {}: {e} ({suppressed} similar messages suppressed)", stats.name);
+                    log::warn!(
+                        "camera {}: {e} ({suppressed} similar messages suppressed)",
+                        stats.name
+                    );
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -275,7 +301,10 @@ fn inference_loop(
     publisher: &Publisher,
     observer: Option<&Sender<Observed>>,
 ) -> Result<()> {
-    let mut warn = RateLimit { last: None, suppressed: 0 };
+    let mut warn = RateLimit {
+        last: None,
+        suppressed: 0,
+    };
     loop {
         let Some(frame) = ring.pop_timeout(Duration::from_millis(200)) else {
             if ring.is_closed() {
@@ -283,7 +312,9 @@ fn inference_loop(
             }
             continue;
         };
-        stats.queue_depth.store(ring.depth() as u64, Ordering::Relaxed);
+        stats
+            .queue_depth
+            .store(ring.depth() as u64, Ordering::Relaxed);
         let resets_before = analyzer.window_resets();
         let result = analyzer.push(&frame);
         ring.release(frame);
@@ -296,7 +327,10 @@ fn inference_loop(
             Ok(None) => continue,
             Err(e) => {
                 if let Some(n) = warn.allow(Duration::from_secs(10)) {
-                    log::warn!("camera {}: frame skipped: {e} ({n} similar suppressed)", stats.name);
+                    log::warn!(
+                        "camera {}: frame skipped: {e} ({n} similar suppressed)",
+                        stats.name
+                    );
                 }
                 continue;
             }
@@ -304,7 +338,12 @@ fn inference_loop(
         stats.scored.fetch_add(1, Ordering::Relaxed);
         let (score, msg) = detector
             .process(&scored, analyzer.error_map())
-            .with_context(|| format!("camera {}: scoring frame {}", stats.name, scored.frame_index))?;
+            .with_context(|| {
+                format!(
+                    "camera {}: scoring frame {}",
+                    stats.name, scored.frame_index
+                )
+            })?;
         if let Some(o) = observer {
             let _ = o.send(Observed::Scored {
                 camera: stats.name.clone(),
@@ -332,7 +371,11 @@ fn emit(publisher: &Publisher, observer: Option<&Sender<Observed>>, msg: EventMe
     if let Err(e) = publisher.publish_event(&msg) {
         // The outbox could not take it (disk full, read-only): detection goes on; the message
         // is lost and says so loudly.
-        log::error!("event {} {} could not be stored for publishing: {e}", msg.kind, msg.id);
+        log::error!(
+            "event {} {} could not be stored for publishing: {e}",
+            msg.kind,
+            msg.id
+        );
     }
     if let Some(o) = observer {
         let _ = o.send(Observed::Event(msg));

@@ -48,8 +48,16 @@ source = {{ kind = "dir", path = "{}" }}
 fn check_accepts_the_shipped_model() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
-    let out = vigil().args(["check", "--config"]).arg(&cfg).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = vigil()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -57,18 +65,31 @@ fn check_accepts_the_shipped_model() {
 fn check_names_key_and_line_of_a_bad_value() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "events = { on = 0.2, off = 0.5 }\n");
-    let out = vigil().args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = vigil()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("camera[0].events") && err.contains("line 12"), "{err}");
+    assert!(
+        err.contains("camera[0].events") && err.contains("line 12"),
+        "{err}"
+    );
 }
 
 #[test]
 fn check_rejects_a_missing_config_file_clearly() {
-    let out = vigil().args(["check", "--config", "/nonexistent/vigil.toml"]).output().unwrap();
+    let out = vigil()
+        .args(["check", "--config", "/nonexistent/vigil.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/vigil.toml") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("/nonexistent/vigil.toml") && err.contains("No such file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -82,9 +103,15 @@ fn a_damaged_model_package_is_refused_at_check() {
     onnx.truncate(onnx.len() / 2);
     std::fs::write(pkg.join("model.onnx"), onnx).unwrap();
     let cfg = write_config(dir.path(), "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(&src.display().to_string(), &pkg.display().to_string());
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&src.display().to_string(), &pkg.display().to_string());
     std::fs::write(&cfg, text).unwrap();
-    let out = vigil().args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let out = vigil()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sha256") && err.contains("re-export"), "{err}");

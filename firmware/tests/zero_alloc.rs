@@ -53,8 +53,15 @@ fn per_frame_work_except_the_network_allocates_nothing() {
             // At model resolution: fast_image_resize recomputes its filter coefficients on every
             // call (about 330 small allocations per 360x240 -> 192x128 frame, measured), a known
             // gap tracked in docs/benchmarks.md; a camera configured at the model's size skips it.
-            let img = image::open(clip.join(format!("{i:03}.jpg"))).unwrap().into_luma8();
-            let img = image::imageops::resize(&img, geo.width, geo.height, image::imageops::FilterType::Triangle);
+            let img = image::open(clip.join(format!("{i:03}.jpg")))
+                .unwrap()
+                .into_luma8();
+            let img = image::imageops::resize(
+                &img,
+                geo.width,
+                geo.height,
+                image::imageops::FilterType::Triangle,
+            );
             let mut buf = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 85)
                 .encode_image(&img)
@@ -62,20 +69,45 @@ fn per_frame_work_except_the_network_allocates_nothing() {
             buf
         })
         .collect();
-    let mut decoder = PixelDecoder::new(RawGeometry::packed(RawFormat::Mjpeg, geo.width, geo.height).unwrap(), PixelLayout::Gray8).unwrap();
+    let mut decoder = PixelDecoder::new(
+        RawGeometry::packed(RawFormat::Mjpeg, geo.width, geo.height).unwrap(),
+        PixelLayout::Gray8,
+    )
+    .unwrap();
     let mut frame = Frame::blank(decoder.output());
     let mut pre = Preprocessor::new(geo);
     let mut window = FrameWindow::new(3, geo.plane_len(), 1);
     let mut map = ErrorMap::new(geo.width as usize, geo.height as usize).unwrap();
     // Thresholds out of reach: this test is about frames, events (rare, a message each) allocate.
-    let events = EventConfig { on: 2.0, off: 1.5, min_frames_on: 3, min_frames_off: 3, cooldown_frames: 0, update_every_frames: 0 };
-    let mut detector = Detector::new(&pkg, &NormalizerConfig::MinMax { window: 64, floor: 0.1 }, events, 0.7, "box", "cam", 1).unwrap();
+    let events = EventConfig {
+        on: 2.0,
+        off: 1.5,
+        min_frames_on: 3,
+        min_frames_off: 3,
+        cooldown_frames: 0,
+        update_every_frames: 0,
+    };
+    let mut detector = Detector::new(
+        &pkg,
+        &NormalizerConfig::MinMax {
+            window: 64,
+            floor: 0.1,
+        },
+        events,
+        0.7,
+        "box",
+        "cam",
+        1,
+    )
+    .unwrap();
 
     let mut run = |i: u64, counting: bool| {
         // MJPEG decoding is outside the counted region: zune-jpeg allocates its internal
         // buffers on every decode (our side reuses the frame and scratch buffers). YUYV, NV12
         // and GREY decoding do not allocate.
-        decoder.decode(&jpegs[i as usize % jpegs.len()], &mut frame).unwrap();
+        decoder
+            .decode(&jpegs[i as usize % jpegs.len()], &mut frame)
+            .unwrap();
         frame.index = i;
         frame.timestamp = Duration::from_millis(100 * i);
         COUNTING.store(counting, Ordering::Relaxed);
@@ -84,7 +116,12 @@ fn per_frame_work_except_the_network_allocates_nothing() {
             squared_error_into(window.plane(2), window.plane(0), &mut map).unwrap();
             let mut components = [0.0; MAX_COMPONENTS];
             components[0] = vigil_engine::scoring::mean(&map);
-            let scored = Scored { frame_index: window.index(1), timestamp: window.timestamp(1), raw: components[0], components };
+            let scored = Scored {
+                frame_index: window.index(1),
+                timestamp: window.timestamp(1),
+                raw: components[0],
+                components,
+            };
             let (_, msg) = detector.process(&scored, &map).unwrap();
             assert!(msg.is_none());
         }

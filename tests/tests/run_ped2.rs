@@ -5,7 +5,9 @@
 
 use std::process::Command;
 use std::time::Duration;
-use vigil_tests::{ped2_root, repo_root, validate_against_schema, vigil_bin, Mosquitto, Subscriber};
+use vigil_tests::{
+    ped2_root, repo_root, validate_against_schema, vigil_bin, Mosquitto, Subscriber,
+};
 
 #[test]
 fn ped2_video_01_yields_a_schema_valid_event_over_the_bicycle() {
@@ -54,7 +56,10 @@ source = {{ kind = "dir", path = "{frames}" }}
 
     // Wait for the end message of at least one event, then collect everything.
     sub.wait_for(
-        |ms| ms.iter().any(|m| m.topic.ends_with("/events") && m.json()["type"] == "end"),
+        |ms| {
+            ms.iter()
+                .any(|m| m.topic.ends_with("/events") && m.json()["type"] == "end")
+        },
         Duration::from_secs(60),
     )
     .unwrap_or_else(|e| panic!("no `end` event message: {e}\nvigil log:\n{log}"));
@@ -76,7 +81,10 @@ source = {{ kind = "dir", path = "{frames}" }}
         }
     }
     assert!(saw_health, "no health message was published; got {msgs:?}");
-    assert!(!events.is_empty(), "no event was published; vigil log:\n{log}");
+    assert!(
+        !events.is_empty(),
+        "no event was published; vigil log:\n{log}"
+    );
 
     // De-duplicate (delivery is at least once) and pair starts with ends.
     let mut spans = std::collections::BTreeMap::new();
@@ -93,15 +101,32 @@ source = {{ kind = "dir", path = "{frames}" }}
         }
     }
     for (id, (start, end)) in &spans {
-        assert!(*start >= 40, "event {id} starts at frame {start}, before frame 40 (the video is normal there)");
-        assert!(end.is_some(), "event {id} never ended (the stream ended, so it must have been closed)");
+        assert!(
+            *start >= 40,
+            "event {id} starts at frame {start}, before frame 40 (the video is normal there)"
+        );
+        assert!(
+            end.is_some(),
+            "event {id} never ended (the stream ended, so it must have been closed)"
+        );
     }
     let overlaps = spans
         .values()
         .any(|(s, e)| *s <= 179 && e.unwrap_or(u64::MAX) >= 60);
-    assert!(overlaps, "no event overlaps the labelled anomaly 60-179: {spans:?}");
+    assert!(
+        overlaps,
+        "no event overlaps the labelled anomaly 60-179: {spans:?}"
+    );
 
     // The retained status ends as `stopped` after the clean exit.
-    let status: Vec<_> = msgs.iter().filter(|m| m.topic == "vigil/ci-box/status").map(|m| m.payload.as_str()).collect();
-    assert_eq!(status.last(), Some(&"stopped"), "status messages: {status:?}");
+    let status: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.topic == "vigil/ci-box/status")
+        .map(|m| m.payload.as_str())
+        .collect();
+    assert_eq!(
+        status.last(),
+        Some(&"stopped"),
+        "status messages: {status:?}"
+    );
 }

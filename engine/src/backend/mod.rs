@@ -53,10 +53,16 @@ pub trait Backend: Send {
 
     /// Fresh output tensors of the right shapes, for callers that preallocate.
     fn alloc_outputs(&self) -> Vec<Tensor> {
-        self.outputs().iter().map(|s| Tensor::zeros(&s.shape)).collect()
+        self.outputs()
+            .iter()
+            .map(|s| Tensor::zeros(&s.shape))
+            .collect()
     }
     fn alloc_inputs(&self) -> Vec<Tensor> {
-        self.inputs().iter().map(|s| Tensor::zeros(&s.shape)).collect()
+        self.inputs()
+            .iter()
+            .map(|s| Tensor::zeros(&s.shape))
+            .collect()
     }
 }
 

@@ -25,7 +25,11 @@ fn load_err(path: &Path, reason: impl std::fmt::Display) -> BackendError {
 }
 
 /// For each graph tensor, the position of the same-named spec.
-fn permutation(graph: &[TensorSpec], specs: &[TensorSpec], path: &Path) -> Result<Vec<usize>, BackendError> {
+fn permutation(
+    graph: &[TensorSpec],
+    specs: &[TensorSpec],
+    path: &Path,
+) -> Result<Vec<usize>, BackendError> {
     if graph.len() != specs.len() {
         return Err(BackendError::Arity {
             expected: graph.len(),
@@ -35,10 +39,15 @@ fn permutation(graph: &[TensorSpec], specs: &[TensorSpec], path: &Path) -> Resul
     graph
         .iter()
         .map(|g| {
-            specs
-                .iter()
-                .position(|s| s.name == g.name)
-                .ok_or_else(|| load_err(path, format!("the network has no tensor named `{}` where one was expected", g.name)))
+            specs.iter().position(|s| s.name == g.name).ok_or_else(|| {
+                load_err(
+                    path,
+                    format!(
+                        "the network has no tensor named `{}` where one was expected",
+                        g.name
+                    ),
+                )
+            })
         })
         .collect()
 }
@@ -46,7 +55,11 @@ fn permutation(graph: &[TensorSpec], specs: &[TensorSpec], path: &Path) -> Resul
 impl TractBackend {
     /// Loads and optimises `path`. `inputs`/`outputs` name the tensors (in the caller's order,
     /// which need not be the graph's) and pin them to static shapes.
-    pub fn load(path: &Path, inputs: &[TensorSpec], outputs: &[TensorSpec]) -> Result<Self, BackendError> {
+    pub fn load(
+        path: &Path,
+        inputs: &[TensorSpec],
+        outputs: &[TensorSpec],
+    ) -> Result<Self, BackendError> {
         let iface = read_interface(path).map_err(|e| load_err(path, e))?;
         let graph_in = permutation(&iface.inputs, inputs, path)?;
         let graph_out = permutation(&iface.outputs, outputs, path)?;
@@ -97,7 +110,10 @@ impl Backend for TractBackend {
                     .map_err(|e| BackendError::Run(format!("{e:#}")))
             })
             .collect::<Result<_, _>>()?;
-        let result = self.state.run(tv).map_err(|e| BackendError::Run(format!("{e:#}")))?;
+        let result = self
+            .state
+            .run(tv)
+            .map_err(|e| BackendError::Run(format!("{e:#}")))?;
         if result.len() != outputs.len() {
             return Err(BackendError::Arity {
                 expected: outputs.len(),

@@ -20,7 +20,7 @@ use super::{io_index, param_f32, param_str, Recipe, RecipeError, Scored, MAX_COM
 use crate::package::ModelPackage;
 use crate::scoring::errormap::{squared_error_into, ErrorMap};
 use crate::scoring::metrics::minmax_normalize;
-use crate::scoring::patch::{PatchConfig, PatchDetector, PatchReduce};
+use crate::scoring::patch::PatchDetector;
 use crate::tensor::Tensor;
 use crate::window::FrameWindow;
 
@@ -79,11 +79,15 @@ impl Bdfi {
             let idx = io_index(pkg, true, "flow").map_err(|_| RecipeError::Param {
                 package: m.name.clone(),
                 key: "flow_weight".into(),
-                reason: "is > 0 but the network has no output `flow`; set it to 0 or export the model with a `flow` output".into(),
+                reason:
+                    "is > 0 but the network has no output `flow`; set it to 0 or export the model with a `flow` output"
+                        .into(),
             })?;
             let shape = &m.onnx.outputs[idx].shape;
             if shape != &[1, 1, h, w] {
-                return Err(pkg_err(format!("output `flow` must be [1, 1, {h}, {w}], is {shape:?}")));
+                return Err(pkg_err(format!(
+                    "output `flow` must be [1, 1, {h}, {w}], is {shape:?}"
+                )));
             }
             Some((idx, flow_weight))
         } else {
@@ -92,21 +96,18 @@ impl Bdfi {
         let channels = m.input.channels as usize;
         let frame_shape = &m.onnx.outputs[out_frame].shape;
         if frame_shape != &[1, channels, h, w] {
-            return Err(pkg_err(format!("output `frame` must be [1, {channels}, {h}, {w}], is {frame_shape:?}")));
+            return Err(pkg_err(format!(
+                "output `frame` must be [1, {channels}, {h}, {w}], is {frame_shape:?}"
+            )));
         }
-        let patches = PatchDetector::new(
-            PatchConfig {
-                height: m.scoring.patch[0],
-                width: m.scoring.patch[1],
-                stride_y: m.scoring.stride[0],
-                stride_x: m.scoring.stride[1],
-            },
-            PatchReduce::Mean,
-            w,
-            h,
-        )
-        .map_err(|e| pkg_err(format!("[scoring]: {e}")))?;
-        let names = if flow.is_some() { COMPONENTS_WITH_FLOW } else { COMPONENTS };
+        let patches = pkg
+            .patch_detector()
+            .map_err(|e| pkg_err(format!("[scoring]: {e}")))?;
+        let names = if flow.is_some() {
+            COMPONENTS_WITH_FLOW
+        } else {
+            COMPONENTS
+        };
         let stats = m
             .calibration
             .as_ref()
@@ -119,8 +120,11 @@ impl Bdfi {
                             names.join(", ")
                         ))
                     })?;
-                    if !(s.std > 0.0) {
-                        return Err(pkg_err(format!("[calibration.components.{name}] std must be > 0, is {}", s.std)));
+                    if s.std.is_nan() || s.std <= 0.0 {
+                        return Err(pkg_err(format!(
+                            "[calibration.components.{name}] std must be > 0, is {}",
+                            s.std
+                        )));
                     }
                     *slot = (s.mean, s.std);
                 }
@@ -175,10 +179,17 @@ impl Recipe for Bdfi {
 
     fn prepare(&mut self, window: &FrameWindow, inputs: &mut [Tensor]) -> Result<(), RecipeError> {
         if !window.is_full() || window.len() < 3 {
-            return Err(RecipeError::Window { needed: 3, have: window.len() });
+            return Err(RecipeError::Window {
+                needed: 3,
+                have: window.len(),
+            });
         }
-        inputs[self.in_prev].data_mut().copy_from_slice(window.plane(0));
-        inputs[self.in_next].data_mut().copy_from_slice(window.plane(2));
+        inputs[self.in_prev]
+            .data_mut()
+            .copy_from_slice(window.plane(0));
+        inputs[self.in_next]
+            .data_mut()
+            .copy_from_slice(window.plane(2));
         Ok(())
     }
 
@@ -186,18 +197,19 @@ impl Recipe for Bdfi {
         let pred = outputs[self.out_frame].data();
         let mem = outputs[self.out_mem].data();
         if !pred.iter().all(|v| v.is_finite()) {
-            return Err(RecipeError::NonFinite { name: "frame".into() });
+            return Err(RecipeError::NonFinite {
+                name: "frame".into(),
+            });
         }
         if !mem.iter().all(|v| v.is_finite()) {
-            return Err(RecipeError::NonFinite { name: "mem_err".into() });
+            return Err(RecipeError::NonFinite {
+                name: "mem_err".into(),
+            });
         }
         let target = window.plane(1);
         let hw = self.err.len();
         // Per-pixel squared error summed over channels: one localisation map for gray and RGB.
-        squared_error_into(&pred[..hw], &target[..hw], &mut self.err).map_err(|e| RecipeError::Package {
-            package: "bdfi".into(),
-            reason: e.to_string(),
-        })?;
+        squared_error_into(&pred[..hw], &target[..hw], &mut self.err)?;
         for c in 1..self.channels {
             let (p, t) = (&pred[c * hw..(c + 1) * hw], &target[c * hw..(c + 1) * hw]);
             for ((e, a), b) in self.err.as_mut_slice().iter_mut().zip(p).zip(t) {
@@ -206,14 +218,7 @@ impl Recipe for Bdfi {
         }
         let s_int = match self.reduce {
             IntReduce::Mean => crate::scoring::errormap::mean(&self.err),
-            IntReduce::PatchMax => self
-                .patches
-                .detect(&self.err, None)
-                .map_err(|e| RecipeError::Package {
-                    package: "bdfi".into(),
-                    reason: e.to_string(),
-                })?
-                .max,
+            IntReduce::PatchMax => self.patches.detect(&self.err, None)?.max,
         };
         let s_con = mem.iter().sum::<f32>() / mem.len().max(1) as f32;
         let mut components = [0.0; MAX_COMPONENTS];
@@ -222,17 +227,12 @@ impl Recipe for Bdfi {
         if let Some((idx, _)) = self.flow {
             let flow = outputs[idx].data();
             if !flow.iter().all(|v| v.is_finite()) {
-                return Err(RecipeError::NonFinite { name: "flow".into() });
+                return Err(RecipeError::NonFinite {
+                    name: "flow".into(),
+                });
             }
             self.flow_map.as_mut_slice().copy_from_slice(&flow[..hw]);
-            components[2] = self
-                .patches
-                .detect(&self.flow_map, None)
-                .map_err(|e| RecipeError::Package {
-                    package: "bdfi".into(),
-                    reason: e.to_string(),
-                })?
-                .max;
+            components[2] = self.patches.detect(&self.flow_map, None)?.max;
         }
         Ok(Scored {
             frame_index: window.index(1),

@@ -32,8 +32,14 @@ pub enum RecipeError {
     Package { package: String, reason: String },
     #[error("recipe needs a full window of {needed} frames, has {have}")]
     Window { needed: usize, have: usize },
-    #[error("network output `{name}` contains non-finite values; the model or its input is broken")]
+    #[error(
+        "network output `{name}` contains non-finite values; the model or its input is broken"
+    )]
     NonFinite { name: String },
+    /// A scoring stage rejected a map; the recipe sized them all from the package, so this is
+    /// a bug, reported rather than panicking.
+    #[error("scoring: {0}")]
+    Scoring(#[from] crate::scoring::ScoringError),
 }
 
 pub const KNOWN_RECIPES: &str = "bdfi";
@@ -85,7 +91,12 @@ pub fn build(pkg: &ModelPackage) -> Result<Box<dyn Recipe>, RecipeError> {
 }
 
 /// Reads an optional float parameter from `[params]`, checking its range.
-pub(crate) fn param_f32(pkg: &ModelPackage, key: &str, default: f32, range: (f32, f32)) -> Result<f32, RecipeError> {
+pub(crate) fn param_f32(
+    pkg: &ModelPackage,
+    key: &str,
+    default: f32,
+    range: (f32, f32),
+) -> Result<f32, RecipeError> {
     let err = |reason: String| RecipeError::Param {
         package: pkg.manifest.name.clone(),
         key: key.to_owned(),
@@ -95,7 +106,12 @@ pub(crate) fn param_f32(pkg: &ModelPackage, key: &str, default: f32, range: (f32
         None => default,
         Some(toml::Value::Float(f)) => *f as f32,
         Some(toml::Value::Integer(i)) => *i as f32,
-        Some(other) => return Err(err(format!("expected a number, found {}", other.type_str()))),
+        Some(other) => {
+            return Err(err(format!(
+                "expected a number, found {}",
+                other.type_str()
+            )))
+        }
     };
     if !(v >= range.0 && v <= range.1) {
         return Err(err(format!("{v} is outside [{}, {}]", range.0, range.1)));
@@ -103,7 +119,12 @@ pub(crate) fn param_f32(pkg: &ModelPackage, key: &str, default: f32, range: (f32
     Ok(v)
 }
 
-pub(crate) fn param_str<'a>(pkg: &'a ModelPackage, key: &str, default: &'a str, allowed: &[&str]) -> Result<&'a str, RecipeError> {
+pub(crate) fn param_str<'a>(
+    pkg: &'a ModelPackage,
+    key: &str,
+    default: &'a str,
+    allowed: &[&str],
+) -> Result<&'a str, RecipeError> {
     let v = match pkg.manifest.params.get(key) {
         None => default,
         Some(toml::Value::String(s)) => s.as_str(),
@@ -126,15 +147,28 @@ pub(crate) fn param_str<'a>(pkg: &'a ModelPackage, key: &str, default: &'a str, 
 }
 
 /// Finds a tensor of the manifest by name, so recipes do not depend on graph order.
-pub(crate) fn io_index(pkg: &ModelPackage, outputs: bool, name: &str) -> Result<usize, RecipeError> {
-    let list = if outputs { &pkg.manifest.onnx.outputs } else { &pkg.manifest.onnx.inputs };
-    list.iter().position(|s| s.name == name).ok_or_else(|| RecipeError::Package {
-        package: pkg.manifest.name.clone(),
-        reason: format!(
-            "recipe `{}` needs an {} named `{name}`; the manifest has {}",
-            pkg.manifest.recipe,
-            if outputs { "output" } else { "input" },
-            list.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    })
+pub(crate) fn io_index(
+    pkg: &ModelPackage,
+    outputs: bool,
+    name: &str,
+) -> Result<usize, RecipeError> {
+    let list = if outputs {
+        &pkg.manifest.onnx.outputs
+    } else {
+        &pkg.manifest.onnx.inputs
+    };
+    list.iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| RecipeError::Package {
+            package: pkg.manifest.name.clone(),
+            reason: format!(
+                "recipe `{}` needs an {} named `{name}`; the manifest has {}",
+                pkg.manifest.recipe,
+                if outputs { "output" } else { "input" },
+                list.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
 }

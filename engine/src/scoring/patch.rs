@@ -198,7 +198,7 @@ impl PatchDetector {
                 if s > best.0 {
                     best = (s, idx);
                 }
-                if threshold.map_or(true, |t| s >= t) {
+                if threshold.is_none_or(|t| s >= t) {
                     // Capacity is the patch count, so this never reallocates.
                     self.candidates.push((s, idx));
                 }

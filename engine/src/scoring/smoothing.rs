@@ -12,7 +12,7 @@ pub const MAX_MEDIAN_WIDTH: usize = 1 << 16;
 ///
 /// Offline only (allocates its output); the streaming counterpart is [`CausalMedian`].
 pub fn median_filter(x: &[f32], width: usize) -> Result<Vec<f32>> {
-    if width == 0 || width % 2 == 0 || width > MAX_MEDIAN_WIDTH {
+    if width == 0 || width.is_multiple_of(2) || width > MAX_MEDIAN_WIDTH {
         return Err(invalid(
             "median filter width",
             format!("must be odd and between 1 and {MAX_MEDIAN_WIDTH}, got {width}"),

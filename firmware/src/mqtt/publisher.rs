@@ -1001,9 +1001,9 @@ fn describe(err: &ConnectionError) -> String {
         ) => format!(
             "the broker refused the connection ({code:?}); check mqtt.username and mqtt.password"
         ),
-        ConnectionError::ConnectionRefused(code @ ConnectReturnCode::BadClientId) => format!(
-            "the broker refused the client id ({code:?}); set mqtt.client_id to a short unique name"
-        ),
+        ConnectionError::ConnectionRefused(code @ ConnectReturnCode::BadClientId) => {
+            format!("the broker refused the client id ({code:?}); set mqtt.client_id to a short unique name")
+        }
         other => other.to_string(),
     }
 }

@@ -5,8 +5,6 @@
 //! replay in order) and decoded with `vigil_engine::imageio`, the same decoder evaluation and
 //! dataset export use, so a replayed video yields exactly the pixels the model was scored on.
 
-use std::cmp::Ordering;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,13 +42,19 @@ impl Pacer {
     pub(crate) fn wait(&mut self) {
         let now = Instant::now();
         let start = *self.start.get_or_insert(now);
-        let due = start + self.period.saturating_mul(u32::try_from(self.emitted).unwrap_or(u32::MAX));
+        let due = start
+            + self
+                .period
+                .saturating_mul(u32::try_from(self.emitted).unwrap_or(u32::MAX));
         if due > now {
             std::thread::sleep(due - now);
         } else if now - due > self.period * 4 {
             // Far behind (a stalled consumer, a suspended process): re-anchor instead of
             // delivering a burst of "late" frames as fast as possible to catch up.
-            debug!("replay {:?} behind schedule; re-anchoring pacing", now - due);
+            debug!(
+                "replay {:?} behind schedule; re-anchoring pacing",
+                now - due
+            );
             self.start = Some(now);
             self.emitted = 0;
         }
@@ -63,53 +67,21 @@ impl Pacer {
     }
 }
 
-/// Natural order of file names: digit runs compare by numeric value, everything else
-/// byte-wise; ties (e.g. `007` vs `7`) fall back to plain byte order so the order is total.
-pub fn natural_cmp(a: &OsStr, b: &OsStr) -> Ordering {
-    let (sa, sb) = (a.as_encoded_bytes(), b.as_encoded_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < sa.len() && j < sb.len() {
-        if sa[i].is_ascii_digit() && sb[j].is_ascii_digit() {
-            let ei = i + sa[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-            let ej = j + sb[j..].iter().take_while(|c| c.is_ascii_digit()).count();
-            // Compare without parsing (no overflow on long digit runs): strip leading zeros,
-            // then the longer number is larger, then digit by digit.
-            let na = trim_zeros(&sa[i..ei]);
-            let nb = trim_zeros(&sb[j..ej]);
-            let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
-            if ord != Ordering::Equal {
-                return ord;
-            }
-            i = ei;
-            j = ej;
-        } else {
-            let ord = sa[i].cmp(&sb[j]);
-            if ord != Ordering::Equal {
-                return ord;
-            }
-            i += 1;
-            j += 1;
-        }
-    }
-    (sa.len() - i).cmp(&(sb.len() - j)).then_with(|| sa.cmp(sb))
-}
-
-fn trim_zeros(digits: &[u8]) -> &[u8] {
-    let first = digits.iter().position(|&d| d != b'0').unwrap_or(digits.len());
-    &digits[first..]
-}
-
 /// The frame files of `dir` in natural order.
 pub fn list_frames(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     let meta = std::fs::metadata(dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SourceError::DirMissing { path: dir.to_owned() },
+        std::io::ErrorKind::NotFound => SourceError::DirMissing {
+            path: dir.to_owned(),
+        },
         _ => SourceError::DirUnreadable {
             path: dir.to_owned(),
             source: e,
         },
     })?;
     if !meta.is_dir() {
-        return Err(SourceError::NotADirectory { path: dir.to_owned() });
+        return Err(SourceError::NotADirectory {
+            path: dir.to_owned(),
+        });
     }
     let entries = std::fs::read_dir(dir).map_err(|source| SourceError::DirUnreadable {
         path: dir.to_owned(),
@@ -127,7 +99,12 @@ pub fn list_frames(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
             files.push(path);
         }
     }
-    files.sort_by(|a, b| natural_cmp(a.file_name().unwrap_or_default(), b.file_name().unwrap_or_default()));
+    files.sort_by(|a, b| {
+        imageio::natural_cmp(
+            a.file_name().unwrap_or_default(),
+            b.file_name().unwrap_or_default(),
+        )
+    });
     Ok(files)
 }
 
@@ -156,7 +133,9 @@ impl DirSource {
         }
         let all = list_frames(&config.path)?;
         if all.is_empty() {
-            return Err(SourceError::DirEmpty { path: config.path.clone() });
+            return Err(SourceError::DirEmpty {
+                path: config.path.clone(),
+            });
         }
         let start = config.start.unwrap_or(0);
         if start >= all.len() {
@@ -168,7 +147,11 @@ impl DirSource {
         }
         let available = all.len() - start;
         let count = match config.count {
-            Some(0) => return Err(SourceError::Config("dir count = 0 would replay nothing".to_owned())),
+            Some(0) => {
+                return Err(SourceError::Config(
+                    "dir count = 0 would replay nothing".to_owned(),
+                ))
+            }
             Some(c) if c > available => {
                 warn!(
                     "dir count = {c}, but only {available} frames remain after start = {start} in {}; replaying {available}",
@@ -267,11 +250,18 @@ mod tests {
     use std::path::PathBuf;
     use vigil_engine::frame::{Geometry, PixelLayout};
 
-    const PED2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets/ped2/testing/frames/01");
+    const PED2: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/datasets/ped2/testing/frames/01"
+    );
 
     fn ped2() -> PathBuf {
         let p = PathBuf::from(PED2);
-        assert!(p.is_dir(), "Ped2 frames expected at {} (the shared dataset)", p.display());
+        assert!(
+            p.is_dir(),
+            "Ped2 frames expected at {} (the shared dataset)",
+            p.display()
+        );
         p
     }
 
@@ -289,20 +279,6 @@ mod tests {
         Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).unwrap())
     }
 
-    fn os(s: &str) -> &OsStr {
-        OsStr::new(s)
-    }
-
-    #[test]
-    fn natural_order() {
-        let mut names = vec!["10.jpg", "2.jpg", "1.jpg", "frame_100.png", "frame_20.png", "007.jpg", "7.jpg", "a.jpg"];
-        names.sort_by(|a, b| natural_cmp(os(a), os(b)));
-        assert_eq!(names, vec!["1.jpg", "2.jpg", "007.jpg", "7.jpg", "10.jpg", "a.jpg", "frame_20.png", "frame_100.png"]);
-        // Digit runs longer than any integer type still compare.
-        assert_eq!(natural_cmp(os("99999999999999999999999.jpg"), os("100000000000000000000000.jpg")), Ordering::Less);
-        assert_eq!(natural_cmp(os("x"), os("x")), Ordering::Equal);
-    }
-
     #[test]
     fn replays_ped2_in_order_with_indices_and_timestamps() {
         let mut cfg = config(ped2());
@@ -316,7 +292,9 @@ mod tests {
             seen.push((f.index, f.timestamp));
             assert_eq!((f.geometry().width(), f.geometry().height()), (360, 240));
         }
-        let expect: Vec<(u64, Duration)> = (5..9).map(|i| (i, Duration::from_millis(i * 100))).collect();
+        let expect: Vec<(u64, Duration)> = (5..9)
+            .map(|i| (i, Duration::from_millis(i * 100)))
+            .collect();
         assert_eq!(seen, expect);
         // Frame 070 decoded by the source equals the engine's own decode of that file.
         let mut cfg = config(ped2());
@@ -335,7 +313,11 @@ mod tests {
     fn numbered_copies(names: &[&str]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for (i, n) in names.iter().enumerate() {
-            std::fs::copy(ped2().join(format!("{:03}.jpg", i * 10)), dir.path().join(n)).unwrap();
+            std::fs::copy(
+                ped2().join(format!("{:03}.jpg", i * 10)),
+                dir.path().join(n),
+            )
+            .unwrap();
         }
         std::fs::write(dir.path().join("labels.json"), "{}").unwrap();
         std::fs::create_dir(dir.path().join("sub.jpg")).unwrap();
@@ -352,8 +334,9 @@ mod tests {
         let mut src = DirSource::open(&cfg).unwrap();
         assert_eq!(src.len(), 4, "non-image files and directories are ignored");
         let mut f = blank();
-        let reference: Vec<Frame> =
-            (0..3).map(|i| imageio::load(&ped2().join(format!("{:03}.jpg", i * 10)), 0).unwrap()).collect();
+        let reference: Vec<Frame> = (0..3)
+            .map(|i| imageio::load(&ped2().join(format!("{:03}.jpg", i * 10)), 0).unwrap())
+            .collect();
         for pass in 0..2 {
             assert_eq!(src.next_into(&mut f).unwrap(), Next::Frame);
             assert_eq!((f.index, f.data()), (0, reference[0].data()), "pass {pass}");
@@ -362,16 +345,30 @@ mod tests {
             let err = src.next_into(&mut f).unwrap_err();
             assert!(err.is_transient(), "{err}");
             assert!(err.to_string().contains("3.jpg"), "{err}");
-            assert_eq!(src.next_into(&mut f).unwrap(), Next::Frame, "the bad file is skipped, not retried");
-            assert_eq!((f.index, f.data()), (3, reference[2].data()), "10.jpg comes last");
+            assert_eq!(
+                src.next_into(&mut f).unwrap(),
+                Next::Frame,
+                "the bad file is skipped, not retried"
+            );
+            assert_eq!(
+                (f.index, f.data()),
+                (3, reference[2].data()),
+                "10.jpg comes last"
+            );
         }
     }
 
     #[test]
     fn missing_empty_and_bad_configurations_are_clear_errors() {
         let err = DirSource::open(&config("/nonexistent/vigil/frames".into())).unwrap_err();
-        assert!(matches!(err, SourceError::DirMissing { .. }) && !err.is_transient(), "{err}");
-        assert!(err.to_string().contains("/nonexistent/vigil/frames"), "{err}");
+        assert!(
+            matches!(err, SourceError::DirMissing { .. }) && !err.is_transient(),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("/nonexistent/vigil/frames"),
+            "{err}"
+        );
 
         let empty = tempfile::tempdir().unwrap();
         std::fs::write(empty.path().join("notes.txt"), "x").unwrap();
@@ -384,14 +381,23 @@ mod tests {
 
         let mut cfg = config(ped2());
         cfg.start = Some(100_000);
-        assert!(matches!(DirSource::open(&cfg).unwrap_err(), SourceError::Config(_)));
+        assert!(matches!(
+            DirSource::open(&cfg).unwrap_err(),
+            SourceError::Config(_)
+        ));
         let mut cfg = config(ped2());
         cfg.count = Some(0);
-        assert!(matches!(DirSource::open(&cfg).unwrap_err(), SourceError::Config(_)));
+        assert!(matches!(
+            DirSource::open(&cfg).unwrap_err(),
+            SourceError::Config(_)
+        ));
         for fps in [0.0, -1.0, f32::NAN, f32::INFINITY] {
             let mut cfg = config(ped2());
             cfg.fps = Some(fps);
-            assert!(matches!(DirSource::open(&cfg).unwrap_err(), SourceError::Config(_)), "fps {fps}");
+            assert!(
+                matches!(DirSource::open(&cfg).unwrap_err(), SourceError::Config(_)),
+                "fps {fps}"
+            );
         }
         // count beyond the end is clamped, not an error.
         let mut cfg = config(ped2());
@@ -414,7 +420,11 @@ mod tests {
             arrivals.push(t0.elapsed());
         }
         assert_eq!(arrivals.len(), 11);
-        assert_eq!(f.timestamp, Duration::from_millis(200), "timestamp = index / fps");
+        assert_eq!(
+            f.timestamp,
+            Duration::from_millis(200),
+            "timestamp = index / fps"
+        );
         // 10 periods of 20 ms. Sleeping 20 ms after each decode would accumulate the decode
         // time on top; due times from the start do not. Generous upper bound for a loaded box.
         let total = arrivals[10];
@@ -422,7 +432,10 @@ mod tests {
         assert!(total < Duration::from_millis(400), "{total:?}");
         // Each frame is released no earlier than its due time.
         for (k, t) in arrivals.iter().enumerate() {
-            assert!(*t + Duration::from_millis(2) >= Duration::from_millis(20 * k as u64), "frame {k} early: {t:?}");
+            assert!(
+                *t + Duration::from_millis(2) >= Duration::from_millis(20 * k as u64),
+                "frame {k} early: {t:?}"
+            );
         }
     }
 
@@ -447,6 +460,9 @@ mod tests {
         let mut cfg = config(ped2());
         cfg.looping = true;
         let d = DirSource::open(&cfg).unwrap().describe();
-        assert!(d.contains("frames/01") && d.contains("180 frames") && d.contains("looping"), "{d}");
+        assert!(
+            d.contains("frames/01") && d.contains("180 frames") && d.contains("looping"),
+            "{d}"
+        );
     }
 }

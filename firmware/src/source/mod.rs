@@ -98,7 +98,9 @@ pub enum SourceError {
     Nokhwa { index: u32, message: String },
     #[error("frame directory {path} does not exist: set [camera] path to a directory of .jpg/.png/.tif frames")]
     DirMissing { path: PathBuf },
-    #[error("{path} is not a directory: set [camera] path to a directory of .jpg/.png/.tif frames")]
+    #[error(
+        "{path} is not a directory: set [camera] path to a directory of .jpg/.png/.tif frames"
+    )]
     NotADirectory { path: PathBuf },
     #[error("cannot list frame directory {path}: {source}")]
     DirUnreadable {
@@ -111,7 +113,10 @@ pub enum SourceError {
 
     // --- per frame: transient ---
     #[error("no frame from {source_name} within {} ms: the camera stalled (bad USB link or too little light for the exposure?); retrying", .after.as_millis())]
-    Timeout { source_name: String, after: Duration },
+    Timeout {
+        source_name: String,
+        after: Duration,
+    },
     #[error("corrupt frame from {source_name}, skipped: {reason}")]
     CorruptFrame {
         source_name: String,
@@ -125,7 +130,10 @@ pub enum SourceError {
         source: ImageIoError,
     },
     #[error("capture glitch on {source_name}, frame skipped: {message}")]
-    Glitch { source_name: String, message: String },
+    Glitch {
+        source_name: String,
+        message: String,
+    },
 }
 
 impl SourceError {
@@ -133,7 +141,9 @@ impl SourceError {
     /// when the source is unusable and the loop should stop and report.
     pub fn is_transient(&self) -> bool {
         match self {
-            SourceError::Timeout { .. } | SourceError::UnreadableFrame { .. } | SourceError::Glitch { .. } => true,
+            SourceError::Timeout { .. }
+            | SourceError::UnreadableFrame { .. }
+            | SourceError::Glitch { .. } => true,
             SourceError::CorruptFrame { reason, .. } => reason.is_transient(),
             _ => false,
         }
@@ -362,7 +372,9 @@ pub(crate) fn check_camera_size(width: u32, height: u32, fps: u32) -> Result<(),
         )));
     }
     if fps == 0 || fps > 1000 {
-        return Err(SourceError::Config(format!("fps = {fps}: must be between 1 and 1000")));
+        return Err(SourceError::Config(format!(
+            "fps = {fps}: must be between 1 and 1000"
+        )));
     }
     Ok(())
 }
@@ -378,29 +390,66 @@ mod tests {
     #[test]
     fn parses_every_kind_with_defaults() {
         let v = parse("kind = \"v4l\"").unwrap();
-        let SourceConfig::V4l(v) = v else { panic!("{v:?}") };
+        let SourceConfig::V4l(v) = v else {
+            panic!("{v:?}")
+        };
         assert_eq!(v.device, PathBuf::from("/dev/video0"));
         assert_eq!((v.width, v.height, v.fps), (640, 480, 30));
         assert_eq!((v.format, v.output), (V4lFormat::Auto, OutputColor::Rgb));
 
         let v = parse("kind = \"v4l\"\ndevice = \"/dev/v4l/by-id/usb-cam\"\nformat = \"mjpeg\"\noutput = \"gray\"\nwidth = 1280\nheight = 720\nfps = 15").unwrap();
-        let SourceConfig::V4l(v) = v else { panic!("{v:?}") };
+        let SourceConfig::V4l(v) = v else {
+            panic!("{v:?}")
+        };
         assert_eq!(v.format.raw(), Some(pixfmt::RawFormat::Mjpeg));
         assert_eq!(v.output.layout(), PixelLayout::Gray8);
         assert_eq!((v.width, v.height, v.fps), (1280, 720, 15));
 
         let n = parse("kind = \"nokhwa\"\nindex = 2\noutput = \"gray\"").unwrap();
-        assert!(matches!(n, SourceConfig::Nokhwa(NokhwaConfig { index: 2, output: OutputColor::Gray, .. })), "{n:?}");
+        assert!(
+            matches!(
+                n,
+                SourceConfig::Nokhwa(NokhwaConfig {
+                    index: 2,
+                    output: OutputColor::Gray,
+                    ..
+                })
+            ),
+            "{n:?}"
+        );
 
-        let d = parse("kind = \"dir\"\npath = \"/data/ped2/testing/frames/01\"\nfps = 10.0\nloop = true\nstart = 5\ncount = 20").unwrap();
-        let SourceConfig::Dir(d) = d else { panic!("{d:?}") };
-        assert_eq!((d.fps, d.looping, d.start, d.count), (Some(10.0), true, Some(5), Some(20)));
+        let d = parse(
+            "kind = \"dir\"\npath = \"/data/ped2/testing/frames/01\"\nfps = 10.0\nloop = true\nstart = 5\ncount = 20",
+        )
+        .unwrap();
+        let SourceConfig::Dir(d) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            (d.fps, d.looping, d.start, d.count),
+            (Some(10.0), true, Some(5), Some(20))
+        );
         let d = parse("kind = \"dir\"\npath = \"x\"").unwrap();
-        assert_eq!(d, SourceConfig::Dir(DirConfig { path: "x".into(), fps: None, looping: false, start: None, count: None }));
+        assert_eq!(
+            d,
+            SourceConfig::Dir(DirConfig {
+                path: "x".into(),
+                fps: None,
+                looping: false,
+                start: None,
+                count: None
+            })
+        );
 
-        let s = parse("kind = \"synthetic\"\nseed = 7\nanomaly_at = 50\nanomaly_frames = 12").unwrap();
-        let SourceConfig::Synthetic(s) = s else { panic!("{s:?}") };
-        assert_eq!((s.width, s.height, s.seed, s.anomaly_at, s.anomaly_frames), (360, 240, 7, Some(50), 12));
+        let s =
+            parse("kind = \"synthetic\"\nseed = 7\nanomaly_at = 50\nanomaly_frames = 12").unwrap();
+        let SourceConfig::Synthetic(s) = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            (s.width, s.height, s.seed, s.anomaly_at, s.anomaly_frames),
+            (360, 240, 7, Some(50), 12)
+        );
         assert_eq!(s.output, OutputColor::Gray);
     }
 
@@ -418,47 +467,84 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "accepted: {bad}");
         }
-        let err = parse("kind = \"v4l\"\ndevcie = \"/dev/video0\"").unwrap_err().to_string();
+        let err = parse("kind = \"v4l\"\ndevcie = \"/dev/video0\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("devcie"), "{err}");
     }
 
     #[test]
     fn transient_and_fatal_errors_are_told_apart() {
-        let t = SourceError::Timeout { source_name: "v4l /dev/video0".into(), after: Duration::from_millis(2000) };
+        let t = SourceError::Timeout {
+            source_name: "v4l /dev/video0".into(),
+            after: Duration::from_millis(2000),
+        };
         assert!(t.is_transient());
         assert!(t.to_string().contains("2000 ms"), "{t}");
         let corrupt = SourceError::CorruptFrame {
             source_name: "cam".into(),
-            reason: PixFmtError::CorruptJpeg { len: 10, reason: "x".into() },
+            reason: PixFmtError::CorruptJpeg {
+                len: 10,
+                reason: "x".into(),
+            },
         };
         assert!(corrupt.is_transient());
         let bad_stride = SourceError::CorruptFrame {
             source_name: "cam".into(),
-            reason: PixFmtError::StrideTooSmall { format: pixfmt::RawFormat::Yuyv, width: 4, stride: 2, min: 8 },
+            reason: PixFmtError::StrideTooSmall {
+                format: pixfmt::RawFormat::Yuyv,
+                width: 4,
+                stride: 2,
+                min: 8,
+            },
         };
         assert!(!bad_stride.is_transient());
-        let missing = SourceError::DeviceMissing { device: "/dev/video7".into() };
+        let missing = SourceError::DeviceMissing {
+            device: "/dev/video7".into(),
+        };
         assert!(!missing.is_transient());
         let msg = missing.to_string();
-        assert!(msg.contains("/dev/video7") && msg.contains("v4l2-ctl --list-devices"), "{msg}");
+        assert!(
+            msg.contains("/dev/video7") && msg.contains("v4l2-ctl --list-devices"),
+            "{msg}"
+        );
         assert!(!SourceError::DirEmpty { path: "/x".into() }.is_transient());
     }
 
     #[test]
     fn open_dispatches_and_reports_disabled_backends() {
-        let s = open(&SourceConfig::Synthetic(toml::from_str("width = 32\nheight = 24").unwrap())).unwrap();
+        let s = open(&SourceConfig::Synthetic(
+            toml::from_str("width = 32\nheight = 24").unwrap(),
+        ))
+        .unwrap();
         assert!(s.describe().starts_with("synthetic"), "{}", s.describe());
-        let missing = open(&parse("kind = \"dir\"\npath = \"/nonexistent/vigil/frames\"").unwrap()).err().unwrap();
-        assert!(matches!(missing, SourceError::DirMissing { .. }), "{missing}");
+        let missing = open(&parse("kind = \"dir\"\npath = \"/nonexistent/vigil/frames\"").unwrap())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(missing, SourceError::DirMissing { .. }),
+            "{missing}"
+        );
         #[cfg(not(feature = "nokhwa"))]
         {
             let err = open(&parse("kind = \"nokhwa\"").unwrap()).err().unwrap();
-            assert!(matches!(err, SourceError::BackendUnavailable { backend: "nokhwa", .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    SourceError::BackendUnavailable {
+                        backend: "nokhwa",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
             assert!(err.to_string().contains("--features nokhwa"), "{err}");
         }
         #[cfg(all(feature = "v4l", target_os = "linux"))]
         {
-            let err = open(&parse("kind = \"v4l\"\ndevice = \"/nonexistent/video9\"").unwrap()).err().unwrap();
+            let err = open(&parse("kind = \"v4l\"\ndevice = \"/nonexistent/video9\"").unwrap())
+                .err()
+                .unwrap();
             assert!(matches!(err, SourceError::DeviceMissing { .. }), "{err}");
         }
     }
@@ -466,9 +552,18 @@ mod tests {
     #[test]
     fn camera_size_is_checked_before_any_device_access() {
         assert!(check_camera_size(640, 480, 30).is_ok());
-        for (w, h, f) in [(0, 480, 30), (640, 0, 30), (9000, 480, 30), (640, 480, 0), (640, 480, 5000)] {
+        for (w, h, f) in [
+            (0, 480, 30),
+            (640, 0, 30),
+            (9000, 480, 30),
+            (640, 480, 0),
+            (640, 480, 5000),
+        ] {
             let err = check_camera_size(w, h, f).unwrap_err();
-            assert!(matches!(err, SourceError::Config(_)) && !err.is_transient(), "{err}");
+            assert!(
+                matches!(err, SourceError::Config(_)) && !err.is_transient(),
+                "{err}"
+            );
         }
     }
 }

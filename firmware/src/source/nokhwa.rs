@@ -13,7 +13,9 @@
 use std::time::Instant;
 
 use ::nokhwa::pixel_format::RgbFormat;
-use ::nokhwa::utils::{CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution};
+use ::nokhwa::utils::{
+    CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType, Resolution,
+};
 use ::nokhwa::Camera;
 use log::info;
 use vigil_engine::frame::{Frame, Geometry, PixelLayout};
@@ -38,14 +40,23 @@ impl NokhwaSource {
     pub fn open(config: &NokhwaConfig) -> Result<Self, SourceError> {
         check_camera_size(config.width, config.height, config.fps)?;
         let index = config.index;
-        let err = |what: &str, e: ::nokhwa::NokhwaError| SourceError::Nokhwa {
+        let err = |what: &str, e: ::nokhwa::NokhwaError| {
+            SourceError::Nokhwa {
             index,
             message: format!("{what}: {e} (list cameras with `v4l2-ctl --list-devices`, then set [camera] index)"),
+        }
         };
-        let wanted = CameraFormat::new(Resolution::new(config.width, config.height), FrameFormat::MJPEG, config.fps);
+        let wanted = CameraFormat::new(
+            Resolution::new(config.width, config.height),
+            FrameFormat::MJPEG,
+            config.fps,
+        );
         let requested = RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(wanted));
-        let mut camera = Camera::new(CameraIndex::Index(index), requested).map_err(|e| err("cannot open camera", e))?;
-        camera.open_stream().map_err(|e| err("cannot start streaming", e))?;
+        let mut camera = Camera::new(CameraIndex::Index(index), requested)
+            .map_err(|e| err("cannot open camera", e))?;
+        camera
+            .open_stream()
+            .map_err(|e| err("cannot start streaming", e))?;
         let format = camera.camera_format();
         let describe = format!(
             "nokhwa #{index} ({}) {}x{} {}@{} -> {}",
@@ -85,7 +96,10 @@ impl FrameSource for NokhwaSource {
         // nokhwa reports a failed read and a failed decode the same way; both are treated as a
         // lost frame. A camera that is gone keeps failing, and the capture loop's limit on
         // consecutive transient errors turns that into a stop.
-        let buffer = self.camera.frame().map_err(|e| self.glitch(format!("no frame: {e}")))?;
+        let buffer = self
+            .camera
+            .frame()
+            .map_err(|e| self.glitch(format!("no frame: {e}")))?;
         let res = buffer.resolution();
         let geometry = Geometry::new(res.width(), res.height(), self.layout)
             .map_err(|e| self.glitch(format!("unusable frame size: {e}")))?;

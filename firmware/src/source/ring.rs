@@ -263,7 +263,10 @@ mod tests {
         ring.close();
         let (seen, waited) = consumer.join().unwrap();
         assert_eq!(seen, vec![7]);
-        assert!(waited < Duration::from_secs(10), "close did not wake the consumer: {waited:?}");
+        assert!(
+            waited < Duration::from_secs(10),
+            "close did not wake the consumer: {waited:?}"
+        );
         assert!(ring.is_closed());
         assert!(ring.acquire().is_none(), "producer must stop after close");
     }
@@ -286,7 +289,10 @@ mod tests {
             ring.commit(f);
             if i % 3 == 0 {
                 let f = ring.pop_timeout(Duration::ZERO).unwrap();
-                assert!(original.contains(&(f.data().as_ptr() as usize)), "a frame buffer was reallocated");
+                assert!(
+                    original.contains(&(f.data().as_ptr() as usize)),
+                    "a frame buffer was reallocated"
+                );
                 assert_eq!(f.data().len(), cap);
                 ring.release(f);
             }
@@ -295,8 +301,13 @@ mod tests {
             assert!(original.contains(&(f.data().as_ptr() as usize)));
             ring.release(f);
         }
-        let after: HashSet<usize> = (0..8).map(|_| ring.acquire().unwrap().data().as_ptr() as usize).collect();
-        assert_eq!(after, original, "the ring must still hold exactly its original buffers");
+        let after: HashSet<usize> = (0..8)
+            .map(|_| ring.acquire().unwrap().data().as_ptr() as usize)
+            .collect();
+        assert_eq!(
+            after, original,
+            "the ring must still hold exactly its original buffers"
+        );
     }
 
     #[test]
@@ -307,7 +318,9 @@ mod tests {
             let ring = Arc::clone(&ring);
             thread::spawn(move || {
                 for i in 0..PRODUCED {
-                    let mut f = ring.acquire().expect("the consumer releases, so a frame is always available");
+                    let mut f = ring
+                        .acquire()
+                        .expect("the consumer releases, so a frame is always available");
                     f.index = i;
                     f.data_mut()[..8].copy_from_slice(&i.to_le_bytes());
                     ring.commit(f);
@@ -322,7 +335,11 @@ mod tests {
         loop {
             match ring.pop_timeout(Duration::from_millis(500)) {
                 Some(f) => {
-                    assert_eq!(f.data()[..8], f.index.to_le_bytes(), "pixels and index belong together");
+                    assert_eq!(
+                        f.data()[..8],
+                        f.index.to_le_bytes(),
+                        "pixels and index belong together"
+                    );
                     delivered.push(f.index);
                     // Inference is slower than capture.
                     if delivered.len() % 4 == 0 {
@@ -335,11 +352,22 @@ mod tests {
             }
         }
         producer.join().unwrap();
-        assert!(delivered.windows(2).all(|w| w[0] < w[1]), "frames out of order");
-        assert_eq!(delivered.last(), Some(&(PRODUCED - 1)), "the newest frame is never dropped");
+        assert!(
+            delivered.windows(2).all(|w| w[0] < w[1]),
+            "frames out of order"
+        );
+        assert_eq!(
+            delivered.last(),
+            Some(&(PRODUCED - 1)),
+            "the newest frame is never dropped"
+        );
         let dropped = ring.dropped();
         assert!(dropped > 0, "the consumer was slower, drops expected");
-        assert_eq!(delivered.len() as u64 + dropped, PRODUCED, "delivered + dropped == produced");
+        assert_eq!(
+            delivered.len() as u64 + dropped,
+            PRODUCED,
+            "delivered + dropped == produced"
+        );
         assert_eq!(ring.committed(), PRODUCED);
         assert_eq!(ring.depth(), 0);
     }

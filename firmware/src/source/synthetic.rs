@@ -76,7 +76,8 @@ impl SyntheticSource {
         }
         if config.anomaly_at.is_some() && config.anomaly_frames == 0 {
             return Err(SourceError::Config(
-                "synthetic anomaly_frames = 0 with anomaly_at set: the anomaly would never show".to_owned(),
+                "synthetic anomaly_frames = 0 with anomaly_at set: the anomaly would never show"
+                    .to_owned(),
             ));
         }
         let (w, h) = (config.width as f32, config.height as f32);
@@ -94,7 +95,11 @@ impl SyntheticSource {
                 vy: (r(5) - 0.5) * 0.3 * h / 240.0,
                 rx,
                 ry: rx * 2.5,
-                gray: if r(6) < 0.7 { 255.0 * shade * 0.5 } else { 255.0 * (0.6 + shade * 0.5) },
+                gray: if r(6) < 0.7 {
+                    255.0 * shade * 0.5
+                } else {
+                    255.0 * (0.6 + shade * 0.5)
+                },
                 rgb: [255.0 * r(8), 255.0 * r(9), 255.0 * r(10)],
             }
         });
@@ -106,7 +111,10 @@ impl SyntheticSource {
             config.fps,
             seed,
             match config.anomaly_at {
-                Some(a) => format!(", anomaly at frames {a}..{}", a.saturating_add(config.anomaly_frames)),
+                Some(a) => format!(
+                    ", anomaly at frames {a}..{}",
+                    a.saturating_add(config.anomaly_frames)
+                ),
                 None => String::new(),
             }
         );
@@ -160,7 +168,16 @@ impl SyntheticSource {
             // 360-pixel scene that is ~16 px per frame against the pedestrians' ~1.
             let p = (index - a) as f32 / (self.anomaly_frames.max(2) - 1) as f32;
             let x = -rx + p * (w + 2.0 * rx);
-            draw_blob(self.geometry, data, x, h * 0.62, rx, ry, 245.0, [240.0, 40.0, 30.0]);
+            draw_blob(
+                self.geometry,
+                data,
+                x,
+                h * 0.62,
+                rx,
+                ry,
+                245.0,
+                [240.0, 40.0, 30.0],
+            );
         }
         add_sensor_noise(data, self.seed, index);
     }
@@ -186,7 +203,8 @@ fn render_background(g: Geometry, seed: u64) -> Vec<u8> {
     let bpp = g.layout().bytes_per_pixel();
     let mut out = vec![0u8; g.byte_len()];
     const CELL: usize = 24;
-    let lattice = |cx: usize, cy: usize| unit(splitmix(seed ^ splitmix(((cx as u64) << 32) | cy as u64)));
+    let lattice =
+        |cx: usize, cy: usize| unit(splitmix(seed ^ splitmix(((cx as u64) << 32) | cy as u64)));
     for y in 0..h {
         for x in 0..w {
             let (cx, cy) = (x / CELL, y / CELL);
@@ -214,7 +232,16 @@ fn render_background(g: Geometry, seed: u64) -> Vec<u8> {
 
 /// Alpha-blends a soft-edged ellipse centred at (cx, cy) into the frame.
 #[allow(clippy::too_many_arguments)]
-fn draw_blob(g: Geometry, data: &mut [u8], cx: f32, cy: f32, rx: f32, ry: f32, gray: f32, rgb: [f32; 3]) {
+fn draw_blob(
+    g: Geometry,
+    data: &mut [u8],
+    cx: f32,
+    cy: f32,
+    rx: f32,
+    ry: f32,
+    gray: f32,
+    rgb: [f32; 3],
+) {
     let (w, h) = (g.width() as i64, g.height() as i64);
     let bpp = g.layout().bytes_per_pixel();
     let x0 = ((cx - rx).floor() as i64).max(0);
@@ -323,7 +350,12 @@ mod tests {
     }
 
     fn mean_abs_diff(a: &Frame, b: &Frame) -> f64 {
-        a.data().iter().zip(b.data()).map(|(&x, &y)| f64::from(x.abs_diff(y))).sum::<f64>() / a.data().len() as f64
+        a.data()
+            .iter()
+            .zip(b.data())
+            .map(|(&x, &y)| f64::from(x.abs_diff(y)))
+            .sum::<f64>()
+            / a.data().len() as f64
     }
 
     #[test]
@@ -332,7 +364,11 @@ mod tests {
         let b = frames(&cfg(3, Some(10)), 25);
         assert_eq!(a, b);
         let c = frames(&cfg(4, Some(10)), 25);
-        assert_ne!(a[0].data(), c[0].data(), "a different seed gives a different scene");
+        assert_ne!(
+            a[0].data(),
+            c[0].data(),
+            "a different seed gives a different scene"
+        );
         for (i, f) in a.iter().enumerate() {
             assert_eq!(f.index, i as u64);
             assert_eq!(f.timestamp, Duration::from_millis(100 * i as u64));
@@ -347,27 +383,60 @@ mod tests {
         // Frames before the anomaly are exactly those of a stream without one.
         let quiet = frames(&cfg(11, None), 70);
         assert_eq!(f[..40], quiet[..40]);
-        assert!(!src.is_anomalous(39) && src.is_anomalous(40) && src.is_anomalous(59) && !src.is_anomalous(60));
+        assert!(
+            !src.is_anomalous(39)
+                && src.is_anomalous(40)
+                && src.is_anomalous(59)
+                && !src.is_anomalous(60)
+        );
         // Frame-to-frame change beyond sensor noise (+-2): the edges of slow blobs before, a
         // large fast blob during the burst.
-        let changed = |a: &Frame, b: &Frame| a.data().iter().zip(b.data()).filter(|(x, y)| x.abs_diff(**y) > 30).count();
+        let changed = |a: &Frame, b: &Frame| {
+            a.data()
+                .iter()
+                .zip(b.data())
+                .filter(|(x, y)| x.abs_diff(**y) > 30)
+                .count()
+        };
         let normal = (1..40).map(|i| changed(&f[i - 1], &f[i])).sum::<usize>() as f64 / 39.0;
         let burst = (41..60).map(|i| changed(&f[i - 1], &f[i])).sum::<usize>() as f64 / 19.0;
         assert!(normal > 5.0, "the pedestrians must move: {normal}");
-        assert!(burst > 5.0 * normal, "anomaly burst not distinct: normal {normal:.1}, burst {burst:.1} pixels/frame");
-        assert!(mean_abs_diff(&f[0], &f[1]) > 0.3, "the sensor noise must make every frame differ");
+        assert!(
+            burst > 5.0 * normal,
+            "anomaly burst not distinct: normal {normal:.1}, burst {burst:.1} pixels/frame"
+        );
+        assert!(
+            mean_abs_diff(&f[0], &f[1]) > 0.3,
+            "the sensor noise must make every frame differ"
+        );
         // And the scene really has pedestrians: the noise-free difference between frame 0 and
         // frame 30 of the quiet stream is localised but present.
-        let moved = quiet[0].data().iter().zip(quiet[30].data()).filter(|(a, b)| a.abs_diff(**b) > 30).count();
-        assert!(moved > 50, "blobs should have moved: {moved} pixels changed");
-        assert!(moved < quiet[0].data().len() / 5, "too much change for slow pedestrians: {moved}");
+        let moved = quiet[0]
+            .data()
+            .iter()
+            .zip(quiet[30].data())
+            .filter(|(a, b)| a.abs_diff(**b) > 30)
+            .count();
+        assert!(
+            moved > 50,
+            "blobs should have moved: {moved} pixels changed"
+        );
+        assert!(
+            moved < quiet[0].data().len() / 5,
+            "too much change for slow pedestrians: {moved}"
+        );
     }
 
     #[test]
     fn background_is_textured() {
         let f = &frames(&cfg(5, None), 1)[0];
         let mean = f.data().iter().map(|&v| f64::from(v)).sum::<f64>() / f.data().len() as f64;
-        let var = f.data().iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / f.data().len() as f64;
+        let var = f
+            .data()
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / f.data().len() as f64;
         assert!(var.sqrt() > 8.0, "background too flat: std {}", var.sqrt());
     }
 
@@ -389,13 +458,22 @@ mod tests {
 
         let mut bad = cfg(1, Some(5));
         bad.anomaly_frames = 0;
-        assert!(matches!(SyntheticSource::new(&bad).unwrap_err(), SourceError::Config(_)));
+        assert!(matches!(
+            SyntheticSource::new(&bad).unwrap_err(),
+            SourceError::Config(_)
+        ));
         let mut bad = cfg(1, None);
         bad.width = 0;
-        assert!(matches!(SyntheticSource::new(&bad).unwrap_err(), SourceError::Config(_)));
+        assert!(matches!(
+            SyntheticSource::new(&bad).unwrap_err(),
+            SourceError::Config(_)
+        ));
         let mut bad = cfg(1, None);
         bad.fps = 0.0;
-        assert!(matches!(SyntheticSource::new(&bad).unwrap_err(), SourceError::Config(_)));
+        assert!(matches!(
+            SyntheticSource::new(&bad).unwrap_err(),
+            SourceError::Config(_)
+        ));
     }
 
     #[test]

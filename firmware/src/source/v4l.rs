@@ -45,7 +45,12 @@ const BUFFERS: u32 = 4;
 /// Order in which formats are picked when the configured one is unavailable (or `auto`):
 /// YUYV costs no decode and is exact; MJPEG is what UVC cameras offer at high resolutions;
 /// GREY suits monochrome sensors; NV12 is what some CSI bridges offer.
-pub const PREFERENCE: [RawFormat; 4] = [RawFormat::Yuyv, RawFormat::Mjpeg, RawFormat::Grey, RawFormat::Nv12];
+pub const PREFERENCE: [RawFormat; 4] = [
+    RawFormat::Yuyv,
+    RawFormat::Mjpeg,
+    RawFormat::Grey,
+    RawFormat::Nv12,
+];
 
 /// `poll(2)`'s `POLLIN` (0x001 on every Linux architecture).
 const POLLIN: i16 = 0x001;
@@ -91,7 +96,11 @@ pub fn check_device_path(device: &Path) -> Result<(), SourceError> {
 /// The format to negotiate: `requested` if the camera offers it, else the first of
 /// [`PREFERENCE`] it offers.
 pub fn choose_format(requested: Option<RawFormat>, offered: &[[u8; 4]]) -> Option<RawFormat> {
-    let offers = |f: RawFormat| offered.iter().any(|code| RawFormat::from_fourcc(code) == Some(f));
+    let offers = |f: RawFormat| {
+        offered
+            .iter()
+            .any(|code| RawFormat::from_fourcc(code) == Some(f))
+    };
     if let Some(r) = requested {
         if offers(r) {
             return Some(r);
@@ -101,7 +110,9 @@ pub fn choose_format(requested: Option<RawFormat>, offered: &[[u8; 4]]) -> Optio
 }
 
 fn fourcc_text(code: &[u8; 4]) -> String {
-    code.iter().map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
+    code.iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
 }
 
 /// Maps an `open(2)` error on the device node to the message an operator needs.
@@ -109,8 +120,8 @@ fn open_error(device: &Path, e: io::Error) -> SourceError {
     let device = device.to_owned();
     match e.raw_os_error() {
         Some(2) | Some(6) | Some(19) => SourceError::DeviceMissing { device }, // ENOENT, ENXIO, ENODEV
-        Some(13) | Some(1) => SourceError::PermissionDenied { device },       // EACCES, EPERM
-        Some(16) => SourceError::DeviceBusy { device },                       // EBUSY
+        Some(13) | Some(1) => SourceError::PermissionDenied { device },        // EACCES, EPERM
+        Some(16) => SourceError::DeviceBusy { device },                        // EBUSY
         _ => SourceError::Open { device, source: e },
     }
 }
@@ -157,7 +168,9 @@ impl V4lSource {
 
         let device = Device::with_path(path).map_err(|e| open_error(path, e))?;
         let caps = device.query_caps().map_err(ioctl("VIDIOC_QUERYCAP"))?;
-        if !caps.capabilities.contains(CapFlags::VIDEO_CAPTURE) || !caps.capabilities.contains(CapFlags::STREAMING) {
+        if !caps.capabilities.contains(CapFlags::VIDEO_CAPTURE)
+            || !caps.capabilities.contains(CapFlags::STREAMING)
+        {
             return Err(SourceError::NotCapture {
                 device: path.clone(),
                 card: caps.card,
@@ -171,20 +184,33 @@ impl V4lSource {
             .map(|d| d.fourcc.repr)
             .collect();
         let requested = config.format.raw();
-        let format = choose_format(requested, &offered).ok_or_else(|| SourceError::NoUsableFormat {
-            device: path.clone(),
-            offered: offered.iter().map(fourcc_text).collect::<Vec<_>>().join(", "),
-        })?;
+        let format =
+            choose_format(requested, &offered).ok_or_else(|| SourceError::NoUsableFormat {
+                device: path.clone(),
+                offered: offered
+                    .iter()
+                    .map(fourcc_text)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
         if let Some(r) = requested.filter(|&r| r != format) {
-            warn!("camera {} does not offer {r}; using {format} instead", path.display());
+            warn!(
+                "camera {} does not offer {r}; using {format} instead",
+                path.display()
+            );
         }
 
         let want = Format::new(config.width, config.height, FourCC::new(&format.fourcc()));
         let got = device.set_format(&want).map_err(ioctl("VIDIOC_S_FMT"))?;
         // Drivers may substitute another format or size; decode what was actually set.
-        let got_format = RawFormat::from_fourcc(&got.fourcc.repr).ok_or_else(|| SourceError::NoUsableFormat {
-            device: path.clone(),
-            offered: format!("{} (set by the driver instead of {format})", fourcc_text(&got.fourcc.repr)),
+        let got_format = RawFormat::from_fourcc(&got.fourcc.repr).ok_or_else(|| {
+            SourceError::NoUsableFormat {
+                device: path.clone(),
+                offered: format!(
+                    "{} (set by the driver instead of {format})",
+                    fourcc_text(&got.fourcc.repr)
+                ),
+            }
         })?;
         if (got.width, got.height) != (config.width, config.height) {
             warn!(
@@ -202,20 +228,24 @@ impl V4lSource {
         } else {
             got.stride as usize
         };
-        let raw = RawGeometry::new(got_format, got.width, got.height, stride).map_err(|reason| {
+        let raw =
+            RawGeometry::new(got_format, got.width, got.height, stride).map_err(|reason| {
+                SourceError::CorruptFrame {
+                    source_name: path.display().to_string(),
+                    reason,
+                }
+            })?;
+        let decoder = PixelDecoder::new(raw, config.output.layout()).map_err(|reason| {
             SourceError::CorruptFrame {
                 source_name: path.display().to_string(),
                 reason,
             }
         })?;
-        let decoder = PixelDecoder::new(raw, config.output.layout()).map_err(|reason| SourceError::CorruptFrame {
-            source_name: path.display().to_string(),
-            reason,
-        })?;
 
         let fps = set_fps(&device, path, config.fps);
 
-        let mut stream = Stream::with_buffers(&device, BufferType::VideoCapture, BUFFERS).map_err(ioctl("VIDIOC_REQBUFS/mmap"))?;
+        let mut stream = Stream::with_buffers(&device, BufferType::VideoCapture, BUFFERS)
+            .map_err(ioctl("VIDIOC_REQBUFS/mmap"))?;
         stream.set_timeout(start_timeout(Duration::from_millis(config.timeout_ms)));
 
         let describe = format!(
@@ -278,29 +308,44 @@ fn start_timeout(timeout: Duration) -> Duration {
 /// Requests `fps` where the driver supports it; returns the rate in effect, if known.
 fn set_fps(device: &Device, path: &Path, fps: u32) -> Option<f32> {
     let rate = |p: &Parameters| {
-        (p.interval.numerator > 0).then(|| p.interval.denominator as f32 / p.interval.numerator as f32)
+        (p.interval.numerator > 0)
+            .then(|| p.interval.denominator as f32 / p.interval.numerator as f32)
     };
     let current = match device.params() {
         Ok(p) => p,
         Err(e) => {
-            warn!("camera {}: cannot read streaming parameters ({e}); frame rate left to the driver", path.display());
+            warn!(
+                "camera {}: cannot read streaming parameters ({e}); frame rate left to the driver",
+                path.display()
+            );
             return None;
         }
     };
     if !current.capabilities.contains(ParamCaps::TIME_PER_FRAME) {
-        warn!("camera {} does not support setting the frame rate; it runs at its own rate", path.display());
+        warn!(
+            "camera {} does not support setting the frame rate; it runs at its own rate",
+            path.display()
+        );
         return rate(&current);
     }
     match device.set_params(&Parameters::with_fps(fps)) {
         Ok(p) => {
             let got = rate(&p);
             if got.is_some_and(|g| (g - fps as f32).abs() > 0.5) {
-                warn!("camera {} runs at {:?} fps instead of the requested {fps}", path.display(), got);
+                warn!(
+                    "camera {} runs at {:?} fps instead of the requested {fps}",
+                    path.display(),
+                    got
+                );
             }
             got
         }
         Err(e) => {
-            warn!("camera {}: setting {fps} fps failed ({e}); keeping {:?}", path.display(), rate(&current));
+            warn!(
+                "camera {}: setting {fps} fps failed ({e}); keeping {:?}",
+                path.display(),
+                rate(&current)
+            );
             rate(&current)
         }
     }
@@ -310,8 +355,8 @@ impl FrameSource for V4lSource {
     fn next_into(&mut self, frame: &mut Frame) -> Result<Next, SourceError> {
         if self.stream.is_none() {
             debug!("restarting stream on {}", self.device_path.display());
-            let mut s = Stream::with_buffers(&self.device, BufferType::VideoCapture, BUFFERS).map_err(|e| {
-                match e.raw_os_error() {
+            let mut s = Stream::with_buffers(&self.device, BufferType::VideoCapture, BUFFERS)
+                .map_err(|e| match e.raw_os_error() {
                     Some(19) | Some(6) => SourceError::Disconnected {
                         device: self.device_path.clone(),
                     },
@@ -320,8 +365,7 @@ impl FrameSource for V4lSource {
                         operation: "VIDIOC_REQBUFS/mmap",
                         source: e,
                     },
-                }
-            })?;
+                })?;
             s.set_timeout(start_timeout(self.timeout));
             self.stream = Some(s);
             self.first = None;
@@ -360,15 +404,21 @@ impl FrameSource for V4lSource {
         };
         self.streaming = true;
         let (sequence, flags, bytesused) = (meta.sequence, meta.flags, meta.bytesused as usize);
-        let ts = Duration::from_secs(meta.timestamp.sec.max(0) as u64) + Duration::from_micros(meta.timestamp.usec.max(0) as u64);
+        let ts = Duration::from_secs(meta.timestamp.sec.max(0) as u64)
+            + Duration::from_micros(meta.timestamp.usec.max(0) as u64);
         if flags.contains(BufferFlags::ERROR) {
             return Err(SourceError::Glitch {
                 source_name: self.name.clone(),
-                message: "the driver flagged the frame as corrupted (V4L2_BUF_FLAG_ERROR)".to_owned(),
+                message: "the driver flagged the frame as corrupted (V4L2_BUF_FLAG_ERROR)"
+                    .to_owned(),
             });
         }
         // bytesused is what the driver filled; 0 from old drivers means "the whole buffer".
-        let used = if bytesused == 0 || bytesused > buf.len() { buf.len() } else { bytesused };
+        let used = if bytesused == 0 || bytesused > buf.len() {
+            buf.len()
+        } else {
+            bytesused
+        };
         self.decoder
             .decode(&buf[..used], frame)
             .map_err(|reason| SourceError::CorruptFrame {
@@ -416,12 +466,17 @@ mod tests {
 
     #[test]
     fn missing_device_is_named_with_advice() {
-        let err = V4lSource::open(&config(Path::new("/dev/video-vigil-test-missing"))).err().unwrap();
+        let err = V4lSource::open(&config(Path::new("/dev/video-vigil-test-missing")))
+            .err()
+            .unwrap();
         assert!(matches!(err, SourceError::DeviceMissing { .. }), "{err}");
         assert!(!err.is_transient());
         let msg = err.to_string();
         assert!(msg.contains("/dev/video-vigil-test-missing"), "{msg}");
-        assert!(msg.contains("v4l2-ctl --list-devices") && msg.contains("[camera] device"), "{msg}");
+        assert!(
+            msg.contains("v4l2-ctl --list-devices") && msg.contains("[camera] device"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -430,10 +485,19 @@ mod tests {
         let file = dir.path().join("video0");
         std::fs::write(&file, b"not a device").unwrap();
         let err = V4lSource::open(&config(&file)).err().unwrap();
-        assert!(matches!(&err, SourceError::NotACamera { what, .. } if what == "a regular file"), "{err}");
-        assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+        assert!(
+            matches!(&err, SourceError::NotACamera { what, .. } if what == "a regular file"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
         let err = check_device_path(dir.path()).unwrap_err();
-        assert!(matches!(&err, SourceError::NotACamera { what, .. } if what == "a directory"), "{err}");
+        assert!(
+            matches!(&err, SourceError::NotACamera { what, .. } if what == "a directory"),
+            "{err}"
+        );
         // A character device that is not a camera passes the path check; the ioctls reject it.
         assert!(check_device_path(Path::new("/dev/null")).is_ok());
     }
@@ -451,7 +515,9 @@ mod tests {
     fn a_non_camera_character_device_fails_cleanly() {
         // /dev/null is a character device that answers no V4L2 ioctl: opening must fail with
         // an error naming it, not panic.
-        let err = V4lSource::open(&config(Path::new("/dev/null"))).err().unwrap();
+        let err = V4lSource::open(&config(Path::new("/dev/null")))
+            .err()
+            .unwrap();
         assert!(!err.is_transient(), "{err}");
         assert!(err.to_string().contains("/dev/null"), "{err}");
     }
@@ -460,22 +526,44 @@ mod tests {
     fn config_is_checked_before_the_device() {
         let mut c = config(Path::new("/dev/video-vigil-test-missing"));
         c.width = 0;
-        assert!(matches!(V4lSource::open(&c).err().unwrap(), SourceError::Config(_)));
+        assert!(matches!(
+            V4lSource::open(&c).err().unwrap(),
+            SourceError::Config(_)
+        ));
         let mut c = config(Path::new("/dev/video-vigil-test-missing"));
         c.timeout_ms = 0;
-        assert!(matches!(V4lSource::open(&c).err().unwrap(), SourceError::Config(_)));
+        assert!(matches!(
+            V4lSource::open(&c).err().unwrap(),
+            SourceError::Config(_)
+        ));
         c.timeout_ms = u64::MAX;
-        assert!(matches!(V4lSource::open(&c).err().unwrap(), SourceError::Config(_)));
+        assert!(matches!(
+            V4lSource::open(&c).err().unwrap(),
+            SourceError::Config(_)
+        ));
     }
 
     #[test]
     fn format_choice_follows_request_then_preference() {
         let uvc = [*b"MJPG", *b"YUYV"];
         assert_eq!(choose_format(None, &uvc), Some(RawFormat::Yuyv));
-        assert_eq!(choose_format(Some(RawFormat::Mjpeg), &uvc), Some(RawFormat::Mjpeg));
-        assert_eq!(choose_format(Some(RawFormat::Nv12), &uvc), Some(RawFormat::Yuyv), "unavailable request falls back");
-        assert_eq!(choose_format(None, &[*b"NV12", *b"GREY"]), Some(RawFormat::Grey));
-        assert_eq!(choose_format(None, &[*b"H264", *b"JPEG"]), Some(RawFormat::Mjpeg));
+        assert_eq!(
+            choose_format(Some(RawFormat::Mjpeg), &uvc),
+            Some(RawFormat::Mjpeg)
+        );
+        assert_eq!(
+            choose_format(Some(RawFormat::Nv12), &uvc),
+            Some(RawFormat::Yuyv),
+            "unavailable request falls back"
+        );
+        assert_eq!(
+            choose_format(None, &[*b"NV12", *b"GREY"]),
+            Some(RawFormat::Grey)
+        );
+        assert_eq!(
+            choose_format(None, &[*b"H264", *b"JPEG"]),
+            Some(RawFormat::Mjpeg)
+        );
         assert_eq!(choose_format(None, &[*b"H264", *b"RG10"]), None);
         assert_eq!(choose_format(Some(RawFormat::Yuyv), &[]), None);
         assert_eq!(fourcc_text(&[b'H', b'2', 0, b'4']), "H2?4");
@@ -484,9 +572,18 @@ mod tests {
     #[test]
     fn open_errors_map_to_advice() {
         let p = Path::new("/dev/video3");
-        assert!(matches!(open_error(p, io::Error::from_raw_os_error(16)), SourceError::DeviceBusy { .. }));
-        assert!(matches!(open_error(p, io::Error::from_raw_os_error(13)), SourceError::PermissionDenied { .. }));
-        assert!(matches!(open_error(p, io::Error::from_raw_os_error(19)), SourceError::DeviceMissing { .. }));
+        assert!(matches!(
+            open_error(p, io::Error::from_raw_os_error(16)),
+            SourceError::DeviceBusy { .. }
+        ));
+        assert!(matches!(
+            open_error(p, io::Error::from_raw_os_error(13)),
+            SourceError::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            open_error(p, io::Error::from_raw_os_error(19)),
+            SourceError::DeviceMissing { .. }
+        ));
         let busy = open_error(p, io::Error::from_raw_os_error(16)).to_string();
         assert!(busy.contains("fuser /dev/video3"), "{busy}");
     }

@@ -28,8 +28,21 @@ const MJPEG_RGB_MAX: u8 = 4;
 const MJPEG_RGB_MEAN: f64 = 0.25;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "pixfmt", name].iter().collect();
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} unreadable ({e}); rebuild with gen.sh", path.display()))
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "fixtures",
+        "pixfmt",
+        name,
+    ]
+    .iter()
+    .collect();
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "fixture {} unreadable ({e}); rebuild with gen.sh",
+            path.display()
+        )
+    })
 }
 
 /// (max abs diff, mean abs diff) of two equally long byte slices.
@@ -57,7 +70,8 @@ fn decode(raw: RawGeometry, layout: PixelLayout, buf: &[u8]) -> Result<Frame, Pi
 fn pad_rows(src: &[u8], row_bytes: usize, rows: usize, stride: usize) -> Vec<u8> {
     let mut out = vec![0xA5; stride * rows];
     for r in 0..rows {
-        out[r * stride..r * stride + row_bytes].copy_from_slice(&src[r * row_bytes..(r + 1) * row_bytes]);
+        out[r * stride..r * stride + row_bytes]
+            .copy_from_slice(&src[r * row_bytes..(r + 1) * row_bytes]);
     }
     out
 }
@@ -68,10 +82,16 @@ fn check(format: RawFormat, ext: &str, rgb_max: u8, gray_max: u8) {
         let raw = RawGeometry::packed(format, W, H).unwrap();
         let rgb = decode(raw, PixelLayout::Rgb8, &buf).unwrap();
         let (max, mean) = diff(rgb.data(), &fixture(&format!("{pic}.{ext}.rgb")));
-        assert!(max <= rgb_max, "{pic}.{ext} -> rgb: max diff {max} > {rgb_max} (mean {mean:.3})");
+        assert!(
+            max <= rgb_max,
+            "{pic}.{ext} -> rgb: max diff {max} > {rgb_max} (mean {mean:.3})"
+        );
         let gray = decode(raw, PixelLayout::Gray8, &buf).unwrap();
         let (max, mean) = diff(gray.data(), &fixture(&format!("{pic}.{ext}.gray")));
-        assert!(max <= gray_max, "{pic}.{ext} -> gray: max diff {max} > {gray_max} (mean {mean:.3})");
+        assert!(
+            max <= gray_max,
+            "{pic}.{ext} -> gray: max diff {max} > {gray_max} (mean {mean:.3})"
+        );
         assert_eq!(rgb.geometry().layout(), PixelLayout::Rgb8);
         assert_eq!((gray.geometry().width(), gray.geometry().height()), (W, H));
     }
@@ -115,42 +135,96 @@ fn strides_with_padding_give_the_same_pixels() {
             let h = H as usize;
 
             let yuyv = fixture(&format!("{pic}.yuyv"));
-            let packed = decode(RawGeometry::packed(RawFormat::Yuyv, W, H).unwrap(), layout, &yuyv).unwrap();
+            let packed = decode(
+                RawGeometry::packed(RawFormat::Yuyv, W, H).unwrap(),
+                layout,
+                &yuyv,
+            )
+            .unwrap();
             let stride = w * 2 + 64;
             let padded = pad_rows(&yuyv, w * 2, h, stride);
-            let got = decode(RawGeometry::new(RawFormat::Yuyv, W, H, stride).unwrap(), layout, &padded).unwrap();
-            assert_eq!(got.data(), packed.data(), "yuyv {pic} {layout:?} stride {stride}");
+            let got = decode(
+                RawGeometry::new(RawFormat::Yuyv, W, H, stride).unwrap(),
+                layout,
+                &padded,
+            )
+            .unwrap();
+            assert_eq!(
+                got.data(),
+                packed.data(),
+                "yuyv {pic} {layout:?} stride {stride}"
+            );
 
             let nv12 = fixture(&format!("{pic}.nv12"));
-            let packed = decode(RawGeometry::packed(RawFormat::Nv12, W, H).unwrap(), layout, &nv12).unwrap();
+            let packed = decode(
+                RawGeometry::packed(RawFormat::Nv12, W, H).unwrap(),
+                layout,
+                &nv12,
+            )
+            .unwrap();
             let stride = w + 32;
             // Y plane rows then UV plane rows, both padded to the same stride (V4L2 NV12).
             let padded = pad_rows(&nv12, w, h + h / 2, stride);
-            let got = decode(RawGeometry::new(RawFormat::Nv12, W, H, stride).unwrap(), layout, &padded).unwrap();
-            assert_eq!(got.data(), packed.data(), "nv12 {pic} {layout:?} stride {stride}");
+            let got = decode(
+                RawGeometry::new(RawFormat::Nv12, W, H, stride).unwrap(),
+                layout,
+                &padded,
+            )
+            .unwrap();
+            assert_eq!(
+                got.data(),
+                packed.data(),
+                "nv12 {pic} {layout:?} stride {stride}"
+            );
 
             let grey = fixture(&format!("{pic}.grey"));
-            let packed = decode(RawGeometry::packed(RawFormat::Grey, W, H).unwrap(), layout, &grey).unwrap();
+            let packed = decode(
+                RawGeometry::packed(RawFormat::Grey, W, H).unwrap(),
+                layout,
+                &grey,
+            )
+            .unwrap();
             let stride = w + 3;
             let padded = pad_rows(&grey, w, h, stride);
-            let got = decode(RawGeometry::new(RawFormat::Grey, W, H, stride).unwrap(), layout, &padded).unwrap();
-            assert_eq!(got.data(), packed.data(), "grey {pic} {layout:?} stride {stride}");
+            let got = decode(
+                RawGeometry::new(RawFormat::Grey, W, H, stride).unwrap(),
+                layout,
+                &padded,
+            )
+            .unwrap();
+            assert_eq!(
+                got.data(),
+                packed.data(),
+                "grey {pic} {layout:?} stride {stride}"
+            );
 
             // The last row's padding may be missing from what the driver reports as used.
             let short = &padded[..padded.len() - (stride - w)];
-            assert!(decode(RawGeometry::new(RawFormat::Grey, W, H, stride).unwrap(), layout, short).is_ok());
+            assert!(decode(
+                RawGeometry::new(RawFormat::Grey, W, H, stride).unwrap(),
+                layout,
+                short
+            )
+            .is_ok());
         }
     }
 }
 
 #[test]
 fn short_raw_buffers_are_transient_errors() {
-    for (format, ext) in [(RawFormat::Yuyv, "yuyv"), (RawFormat::Nv12, "nv12"), (RawFormat::Grey, "grey")] {
+    for (format, ext) in [
+        (RawFormat::Yuyv, "yuyv"),
+        (RawFormat::Nv12, "nv12"),
+        (RawFormat::Grey, "grey"),
+    ] {
         let buf = fixture(&format!("ped.{ext}"));
         let raw = RawGeometry::packed(format, W, H).unwrap();
         for cut in [buf.len() - 1, buf.len() / 2, 0] {
             let err = decode(raw, PixelLayout::Rgb8, &buf[..cut]).unwrap_err();
-            assert!(matches!(err, PixFmtError::Truncated { got, .. } if got == cut), "{format}: {err}");
+            assert!(
+                matches!(err, PixFmtError::Truncated { got, .. } if got == cut),
+                "{format}: {err}"
+            );
             assert!(err.is_transient());
         }
     }
@@ -159,10 +233,16 @@ fn short_raw_buffers_are_transient_errors() {
 #[test]
 fn inconsistent_formats_are_fatal_errors() {
     let err = RawGeometry::new(RawFormat::Yuyv, W, H, W as usize).unwrap_err();
-    assert!(matches!(err, PixFmtError::StrideTooSmall { min: 320, .. }), "{err}");
+    assert!(
+        matches!(err, PixFmtError::StrideTooSmall { min: 320, .. }),
+        "{err}"
+    );
     assert!(!err.is_transient());
     let err = RawGeometry::packed(RawFormat::Nv12, 0, H).unwrap_err();
-    assert!(!err.is_transient() && err.to_string().contains("0x120"), "{err}");
+    assert!(
+        !err.is_transient() && err.to_string().contains("0x120"),
+        "{err}"
+    );
     assert!(RawGeometry::packed(RawFormat::Grey, MAX_SIDE + 1, 2).is_err());
 }
 
@@ -207,10 +287,16 @@ fn mjpeg_matches_ffmpeg() {
         let raw = RawGeometry::packed(RawFormat::Mjpeg, W, H).unwrap();
         let gray = decode(raw, PixelLayout::Gray8, &buf).unwrap_or_else(|e| panic!("{pic}: {e}"));
         let (max, mean) = diff(gray.data(), &fixture(&format!("{pic}.mjpeg.gray")));
-        assert!(max <= MJPEG_GRAY_MAX && mean <= MJPEG_GRAY_MEAN, "{pic} gray: max {max} mean {mean:.3}");
+        assert!(
+            max <= MJPEG_GRAY_MAX && mean <= MJPEG_GRAY_MEAN,
+            "{pic} gray: max {max} mean {mean:.3}"
+        );
         let rgb = decode(raw, PixelLayout::Rgb8, &buf).unwrap_or_else(|e| panic!("{pic}: {e}"));
         let (max, mean) = diff(rgb.data(), &fixture(&format!("{pic}.mjpeg.rgb")));
-        assert!(max <= MJPEG_RGB_MAX && mean <= MJPEG_RGB_MEAN, "{pic} rgb: max {max} mean {mean:.3}");
+        assert!(
+            max <= MJPEG_RGB_MAX && mean <= MJPEG_RGB_MEAN,
+            "{pic} rgb: max {max} mean {mean:.3}"
+        );
     }
 }
 
@@ -237,9 +323,19 @@ fn huffman_table_detection() {
 #[test]
 fn mjpeg_with_driver_padding_after_eoi_decodes() {
     let mut buf = fixture("ped.mjpeg");
-    let clean = decode(RawGeometry::packed(RawFormat::Mjpeg, W, H).unwrap(), PixelLayout::Gray8, &buf).unwrap();
+    let clean = decode(
+        RawGeometry::packed(RawFormat::Mjpeg, W, H).unwrap(),
+        PixelLayout::Gray8,
+        &buf,
+    )
+    .unwrap();
     buf.extend([0u8; 1000]);
-    let padded = decode(RawGeometry::packed(RawFormat::Mjpeg, W, H).unwrap(), PixelLayout::Gray8, &buf).unwrap();
+    let padded = decode(
+        RawGeometry::packed(RawFormat::Mjpeg, W, H).unwrap(),
+        PixelLayout::Gray8,
+        &buf,
+    )
+    .unwrap();
     assert_eq!(clean.data(), padded.data());
 }
 
@@ -277,7 +373,10 @@ fn truncated_and_garbage_mjpeg_are_transient_errors() {
         for (what, data) in &cases {
             let err = decode(raw, layout, data).expect_err(what);
             assert!(err.is_transient(), "{what}: {err} should be transient");
-            assert!(matches!(err, PixFmtError::CorruptJpeg { .. }), "{what}: {err}");
+            assert!(
+                matches!(err, PixFmtError::CorruptJpeg { .. }),
+                "{what}: {err}"
+            );
         }
     }
 }
@@ -285,7 +384,10 @@ fn truncated_and_garbage_mjpeg_are_transient_errors() {
 /// Rewrites the frame size in the SOF0 header of a baseline JPEG.
 fn with_declared_size(jpeg: &[u8], width: u16, height: u16) -> Vec<u8> {
     let mut out = jpeg.to_vec();
-    let sof = out.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF0 marker");
+    let sof = out
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF0 marker");
     // FF C0, length (2), precision (1), height (2), width (2)
     out[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
     out[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
@@ -308,8 +410,22 @@ fn mjpeg_of_the_wrong_size_is_rejected_before_decoding() {
     );
     assert!(err.is_transient());
     // Beyond MAX_SIDE: refused on the header, never allocated.
-    let err = decode(raw, PixelLayout::Rgb8, &with_declared_size(&buf, 60000, 40000)).unwrap_err();
-    assert!(matches!(err, PixFmtError::JpegTooLarge { got_width: 60000, got_height: 40000 }), "{err}");
+    let err = decode(
+        raw,
+        PixelLayout::Rgb8,
+        &with_declared_size(&buf, 60000, 40000),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PixFmtError::JpegTooLarge {
+                got_width: 60000,
+                got_height: 40000
+            }
+        ),
+        "{err}"
+    );
     assert!(err.is_transient());
     // A header declaring the negotiated size still decodes (the rewrite itself is harmless).
     assert!(decode(raw, PixelLayout::Rgb8, &with_declared_size(&buf, 160, 120)).is_ok());
@@ -331,16 +447,24 @@ fn decoding_reuses_the_frame_buffer() {
     for (format, name) in formats {
         let buf = fixture(name);
         for layout in [PixelLayout::Rgb8, PixelLayout::Gray8, PixelLayout::Rgb8] {
-            let mut dec = PixelDecoder::new(RawGeometry::packed(format, W, H).unwrap(), layout).unwrap();
+            let mut dec =
+                PixelDecoder::new(RawGeometry::packed(format, W, H).unwrap(), layout).unwrap();
             dec.decode(&buf, &mut frame).unwrap();
             // The MJPEG scratch buffer (used for frames without Huffman tables) is sized by
             // the first such frame and reused from then on.
             let scratch = (dec.mjpeg.scratch.as_ptr(), dec.mjpeg.scratch.capacity());
             for _ in 0..3 {
                 dec.decode(&buf, &mut frame).unwrap();
-                assert_eq!(frame.data().as_ptr(), ptr, "{format} {layout:?} reallocated");
+                assert_eq!(
+                    frame.data().as_ptr(),
+                    ptr,
+                    "{format} {layout:?} reallocated"
+                );
                 assert_eq!(frame.geometry(), dec.output());
-                assert_eq!((dec.mjpeg.scratch.as_ptr(), dec.mjpeg.scratch.capacity()), scratch);
+                assert_eq!(
+                    (dec.mjpeg.scratch.as_ptr(), dec.mjpeg.scratch.capacity()),
+                    scratch
+                );
             }
         }
     }
@@ -349,7 +473,10 @@ fn decoding_reuses_the_frame_buffer() {
 #[test]
 fn rgb_to_gray_is_bt601_luma() {
     let mut g = [0u8; 5];
-    rgb_to_gray(&[0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 255, 0, 0, 0, 255], &mut g);
+    rgb_to_gray(
+        &[0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 255, 0, 0, 0, 255],
+        &mut g,
+    );
     // 0.299 * 255 = 76.2, 0.587 * 255 = 149.7, 0.114 * 255 = 29.1
     assert_eq!(g, [0, 255, 76, 150, 29]);
     // On real pictures, against ffmpeg's own RGB -> gray conversion.
@@ -364,11 +491,15 @@ fn rgb_to_gray_is_bt601_luma() {
 
 #[test]
 fn fourcc_round_trip() {
-    for f in [RawFormat::Yuyv, RawFormat::Nv12, RawFormat::Grey, RawFormat::Mjpeg] {
+    for f in [
+        RawFormat::Yuyv,
+        RawFormat::Nv12,
+        RawFormat::Grey,
+        RawFormat::Mjpeg,
+    ] {
         assert_eq!(RawFormat::from_fourcc(&f.fourcc()), Some(f));
     }
     assert_eq!(RawFormat::from_fourcc(b"JPEG"), Some(RawFormat::Mjpeg));
     assert_eq!(RawFormat::from_fourcc(b"H264"), None);
     assert_eq!(RawFormat::Mjpeg.to_string(), "MJPG");
 }
-
