@@ -92,6 +92,17 @@ pub fn run_with_observer(
             first_err.get_or_insert(e);
         }
     }
+    for s in &stats {
+        let h = s.health();
+        // fps counts from the camera's start, model load included: the rate a user sees.
+        log::info!(
+            "camera {}: {} frames captured, {} dropped, {:.2} scored frames/s",
+            h.camera,
+            h.frames,
+            h.dropped_frames,
+            h.fps
+        );
+    }
     if !interval.is_zero() {
         let h = health(&publisher, &stats, &cfg.mqtt.device, started);
         let _ = publisher.publish_health(&h);
