@@ -57,10 +57,17 @@ def sample_inputs(h, w, folder, n=4, seed=0):
 
 
 def export_onnx(model, path, h, w, opset):
+    from bdfi import Warp
+    for m in model.modules():  # GridSample -> gathers in the graph (see Warp.gather)
+        if isinstance(m, Warp):
+            m.gather = True
     dummy = (torch.zeros(1, 1, h, w), torch.zeros(1, 1, h, w))
     torch.onnx.export(model, dummy, path, input_names=["prev", "next"],
                       output_names=list(OUTPUTS), opset_version=opset,
                       do_constant_folding=True, dynamic_axes=None, dynamo=False)
+    for m in model.modules():  # the checks below compare against the trained (GridSample) model
+        if isinstance(m, Warp):
+            m.gather = False
 
 
 def main():
