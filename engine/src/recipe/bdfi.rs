@@ -120,12 +120,7 @@ impl Bdfi {
                             names.join(", ")
                         ))
                     })?;
-                    if s.std.is_nan() || s.std <= 0.0 {
-                        return Err(pkg_err(format!(
-                            "[calibration.components.{name}] std must be > 0, is {}",
-                            s.std
-                        )));
-                    }
+                    // std > 0 was checked when the package loaded
                     *slot = (s.mean, s.std);
                 }
                 Ok(st)
