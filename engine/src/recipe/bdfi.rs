@@ -123,7 +123,7 @@ impl Bdfi {
                     // std > 0 was checked when the package loaded
                     *slot = (s.mean, s.std);
                 }
-                Ok(st)
+                Ok::<_, RecipeError>(st)
             })
             .transpose()?;
         Ok(Self {
