@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut rows: Vec<_> = per_op.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
     println!(
         "{runs} runs, {:.1} ms per run",
         total.as_secs_f64() * 1e3 / runs as f64
