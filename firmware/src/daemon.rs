@@ -73,14 +73,18 @@ pub fn run_with_observer(
     let started = Instant::now();
     let interval = Duration::from_secs(cfg.health.interval_s);
     let mut next_health = Instant::now();
+    let all_stats: Vec<_> = cams.iter().map(|c| c.stats.clone()).collect();
+    let mut notifier = crate::systemd::Notifier::from_env(cams.len());
     // Ends on a stop request, or when every camera's stream has ended (replay sources).
     while !stop.load(Ordering::Relaxed) && !cams.iter().all(|c| c.is_finished()) {
         if !interval.is_zero() && Instant::now() >= next_health {
             publish_health(&publisher, &cams, &cfg.mqtt.device, started);
             next_health = Instant::now() + interval;
         }
+        notifier.tick(Instant::now(), &all_stats);
         std::thread::sleep(Duration::from_millis(50));
     }
+    notifier.stopping();
     if stop.load(Ordering::Relaxed) {
         log::info!("stop requested: draining cameras");
     }

@@ -13,3 +13,4 @@ pub mod logging;
 pub mod mqtt;
 pub mod pipeline;
 pub mod source;
+pub mod systemd;

@@ -73,6 +73,15 @@ impl CameraStats {
     fn set_state(&self, s: CameraState) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
+    /// The counters the systemd watchdog judges liveness by.
+    pub fn progress(&self) -> crate::systemd::Progress {
+        crate::systemd::Progress {
+            frames: self.frames.load(Ordering::Relaxed),
+            transient_errors: self.transient_errors.load(Ordering::Relaxed),
+            scored: self.scored.load(Ordering::Relaxed),
+            finished: matches!(self.state(), CameraState::Ended | CameraState::Failed),
+        }
+    }
     pub fn health(&self) -> CameraHealth {
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         CameraHealth {

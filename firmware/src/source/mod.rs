@@ -310,6 +310,11 @@ pub struct SyntheticConfig {
     /// Deliver frames at `fps` in real time, like a camera, instead of as fast as possible.
     #[serde(default)]
     pub realtime: bool,
+    /// Fault injection: after this many frames the source hangs forever, like a camera driver
+    /// stuck in a read, so a deployment can check that its systemd watchdog restarts vigil
+    /// (docs/deploy.md). `None`: never.
+    #[serde(default)]
+    pub stall_after: Option<u64>,
 }
 
 /// The `[camera]` table.

@@ -56,6 +56,7 @@ pub struct SyntheticSource {
     anomaly_at: Option<u64>,
     anomaly_frames: u64,
     count: Option<u64>,
+    stall_after: Option<u64>,
     next: u64,
     pacer: Option<Pacer>,
 }
@@ -127,6 +128,7 @@ impl SyntheticSource {
             anomaly_at: config.anomaly_at,
             anomaly_frames: config.anomaly_frames,
             count: config.count,
+            stall_after: config.stall_after,
             next: 0,
             pacer: config.realtime.then(|| Pacer::new(config.fps)),
         })
@@ -286,6 +288,15 @@ impl FrameSource for SyntheticSource {
         if self.count.is_some_and(|c| self.next >= c) {
             return Ok(Next::EndOfStream);
         }
+        if self.stall_after.is_some_and(|s| self.next >= s) {
+            log::warn!(
+                "synthetic source: stalling on purpose after {} frames (stall_after)",
+                self.next
+            );
+            loop {
+                std::thread::park();
+            }
+        }
         if let Some(p) = self.pacer.as_mut() {
             p.wait();
         }
@@ -335,6 +346,7 @@ mod tests {
             output: OutputColor::Gray,
             count: None,
             realtime: false,
+            stall_after: None,
         }
     }
 
