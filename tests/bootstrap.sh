@@ -17,6 +17,8 @@ if [ "$mode" = test ]; then
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
   command -v mosquitto_sub >/dev/null || need_apt+=(mosquitto-clients)
   python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+  # systemd-analyze, systemd-sysusers, systemd-tmpfiles check the files in systemd/
+  command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}"
