@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// How long a stop waits for the broker to acknowledge what is in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a stop waits for the cameras' threads to drain and finish.
+pub const CAMERA_STOP_GRACE: Duration = Duration::from_secs(10);
+
 pub fn install_signal_handlers(stop: &Arc<AtomicBool>) -> Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handler")?;
@@ -91,8 +94,23 @@ pub fn run_with_observer(
     stop.store(true, Ordering::Relaxed);
     let mut first_err = None;
     let stats: Vec<_> = cams.iter().map(|c| c.stats.clone()).collect();
+    // A thread stuck inside a driver or a model call cannot be interrupted; after the grace it
+    // is abandoned (it dies with the process) so the outbox is still flushed and the stop ends
+    // before the service manager's kill. Exiting with an error lets Restart=on-failure act.
+    let deadline = Instant::now() + CAMERA_STOP_GRACE;
+    while Instant::now() < deadline && !cams.iter().all(|c| c.is_finished()) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for h in cams {
-        if let Err(e) = h.join() {
+        if !h.is_finished() {
+            let e = anyhow::anyhow!(
+                "camera {}: did not stop within {:?} (stuck in its source or model); abandoned",
+                h.stats.name,
+                CAMERA_STOP_GRACE
+            );
+            log::error!("{e:#}");
+            first_err.get_or_insert(e);
+        } else if let Err(e) = h.join() {
             first_err.get_or_insert(e);
         }
     }

@@ -101,9 +101,45 @@ source = {{ kind = "synthetic", fps = 20.0, realtime = true, stall_after = 40 }}
             );
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM with a camera stuck in its source: vigil abandons the stuck thread after its grace,
+    // flushes and exits with an error (so Restart=on-failure applies) instead of hanging until
+    // the service manager's SIGKILL.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if sent.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let status =
+        status.unwrap_or_else(|| panic!("vigil did not exit within 40 s of SIGTERM\n{log}"));
+    assert!(
+        !status.success(),
+        "a stuck camera must make the exit an error: {status}\n{log}"
+    );
+    assert!(log.contains("did not stop within"), "{log}");
+    let sd: Vec<String> = {
+        let mut v = Vec::new();
+        while let Ok(n) = sock.recv(&mut buf) {
+            v.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        v
+    };
+    assert!(
+        sd.iter().any(|m| m.contains("STOPPING=1")),
+        "no STOPPING=1 after SIGTERM: {sd:?}"
+    );
 
     let ready_at = ready_at.unwrap_or_else(|| panic!("no READY=1 was sent\n{log}"));
     let stall_at = stall_seen_at.unwrap_or_else(|| panic!("the source never stalled\n{log}"));

@@ -15,7 +15,9 @@ fn tool(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{name} not found: install Debian's `systemd` package (bash tests/bootstrap.sh test does)");
+    panic!(
+        "{name} not found: install Debian's `systemd` package (bash tests/bootstrap.sh test does)"
+    );
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -36,8 +38,15 @@ fn units_here() -> tempfile::TempDir {
     let bin = vigil_bin();
     for unit in ["vigil.service", "vigil@.service"] {
         let text = std::fs::read_to_string(repo_root().join("systemd").join(unit)).unwrap();
-        assert!(text.contains("ExecStart=/usr/bin/vigil run"), "{unit}: ExecStart moved?");
-        std::fs::write(dir.path().join(unit), text.replace("/usr/bin/vigil", &bin.display().to_string())).unwrap();
+        assert!(
+            text.contains("ExecStart=/usr/bin/vigil run"),
+            "{unit}: ExecStart moved?"
+        );
+        std::fs::write(
+            dir.path().join(unit),
+            text.replace("/usr/bin/vigil", &bin.display().to_string()),
+        )
+        .unwrap();
     }
     dir
 }
@@ -49,7 +58,10 @@ fn units_pass_systemd_analyze_verify() {
         .args(["verify", "--man=no", "vigil.service", "vigil@.service"])
         .current_dir(dir.path()));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("vigil"), "verify warned about our units:\n{stderr}");
+    assert!(
+        !stderr.contains("vigil"),
+        "verify warned about our units:\n{stderr}"
+    );
 }
 
 #[test]
@@ -66,7 +78,10 @@ fn hardening_exposure_is_ok_or_better() {
             .unwrap_or_else(|| panic!("no exposure line:\n{text}"));
         println!("{line}");
         // "... for vigil.service: 1.5 OK 🙂": levels are SAFE, OK, MEDIUM, EXPOSED, UNSAFE.
-        assert!(line.contains(" OK") || line.contains(" SAFE"), "{unit}: {line}");
+        assert!(
+            line.contains(" OK") || line.contains(" SAFE"),
+            "{unit}: {line}"
+        );
     }
 }
 
@@ -89,16 +104,28 @@ fn sysusers_and_tmpfiles_create_the_user_and_state_dirs() {
         .unwrap_or_else(|| panic!("no vigil user:\n{passwd}"));
     let fields: Vec<&str> = user.split(':').collect();
     assert_eq!(fields[5], "/var/lib/vigil", "{user}");
-    assert!(fields[6].ends_with("nologin"), "a system user without a shell: {user}");
+    assert!(
+        fields[6].ends_with("nologin"),
+        "a system user without a shell: {user}"
+    );
     let uid: u32 = fields[2].parse().unwrap();
     let group = std::fs::read_to_string(etc.join("group")).unwrap();
-    assert!(group.lines().any(|l| l.starts_with("video:") && l.ends_with(":vigil")), "{group}");
+    assert!(
+        group
+            .lines()
+            .any(|l| l.starts_with("video:") && l.ends_with(":vigil")),
+        "{group}"
+    );
 
     run(Command::new(tool("systemd-tmpfiles"))
         .arg(format!("--root={}", root.path().display()))
         .arg("--create")
         .arg(sysd.join("tmpfiles-vigil.conf")));
-    for d in ["var/lib/vigil", "var/lib/vigil/outbox", "var/lib/vigil/engines"] {
+    for d in [
+        "var/lib/vigil",
+        "var/lib/vigil/outbox",
+        "var/lib/vigil/engines",
+    ] {
         let m = std::fs::metadata(root.path().join(d)).unwrap_or_else(|e| panic!("{d}: {e}"));
         assert!(m.is_dir(), "{d}");
         assert_eq!(m.permissions().mode() & 0o777, 0o750, "{d}");
