@@ -116,3 +116,26 @@ fn a_damaged_model_package_is_refused_at_check() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sha256") && err.contains("re-export"), "{err}");
 }
+
+#[test]
+fn the_default_config_installed_to_etc_passes_check() {
+    // systemd/vigil.toml as installed, with only its model path pointed at this checkout
+    // (the package installs models under /usr/share/vigil/models).
+    let text = std::fs::read_to_string(repo().join("systemd/vigil.toml")).unwrap();
+    let shipped = "/usr/share/vigil/models/ped2-bdfi";
+    assert!(text.contains(shipped), "the default config names {shipped}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    let here = repo().join("engine/models/ped2-bdfi");
+    std::fs::write(&cfg, text.replace(shipped, &here.display().to_string())).unwrap();
+    let out = vigil()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
