@@ -3,8 +3,19 @@
 //! Score calibration (this crate today): statistics of a recipe's score components on normal
 //! training frames, which turn raw errors into comparable z-scores for streaming fusion, and
 //! quantiles of the fused score, which set the normaliser's range floor and alarm thresholds for
-//! a target false-alarm rate. INT8 activation calibration for TensorRT arrives with the TensorRT
-//! work and lives here too.
+//! a target false-alarm rate.
+//!
+//! INT8 activation calibration ([`int8`]): per-tensor activation histograms collected in two
+//! passes, EntropyCalibration2 / MinMax / percentile scales, and TensorRT's calibration cache
+//! format (writer and parser).
+
+pub mod int8;
+
+pub use int8::{
+    calibrate, AbsHistogram, CacheParseError, CalibrationCache, CalibrationMethod, HistogramPass,
+    Int8Error, Outcome, Percentile, RangePass, RangeStats, Scale, ScaleMethod, TensorCalibration,
+    TrtVersion,
+};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
