@@ -96,7 +96,7 @@ fn sysusers_and_tmpfiles_create_the_user_and_state_dirs() {
     let sysd = repo_root().join("systemd");
     run(Command::new(tool("systemd-sysusers"))
         .arg(format!("--root={}", root.path().display()))
-        .arg(sysd.join("sysusers-vigil.conf")));
+        .arg(sysd.join("vigil.sysusers")));
     let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
     let user = passwd
         .lines()
@@ -120,7 +120,7 @@ fn sysusers_and_tmpfiles_create_the_user_and_state_dirs() {
     run(Command::new(tool("systemd-tmpfiles"))
         .arg(format!("--root={}", root.path().display()))
         .arg("--create")
-        .arg(sysd.join("tmpfiles-vigil.conf")));
+        .arg(sysd.join("vigil.tmpfile")));
     for d in [
         "var/lib/vigil",
         "var/lib/vigil/outbox",
