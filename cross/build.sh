@@ -3,7 +3,7 @@
 # (Ubuntu 20.04, glibc 2.31) and JetPack 6 (Ubuntu 22.04, glibc 2.35).
 #
 #   bash cross/build.sh            # release  -> target/aarch64-unknown-linux-gnu/release/vigil
-#   bash cross/build.sh dev        # dev profile (faster to build; what CI smoke-tests)
+#   bash cross/build.sh dev        # dev profile (faster to build, for trying things)
 #
 # Installs what it needs, once: the rustup target, zig (the `ziglang` wheel from PyPI, in
 # cross/.venv) as the C toolchain and linker, and cargo-zigbuild. The V4L2 bindings are generated
@@ -28,12 +28,13 @@ command -v cargo-zigbuild >/dev/null || cargo install -q --locked cargo-zigbuild
 # cargo-zigbuild runs `python3 -m ziglang` when no `zig` is on PATH: make it the venv's python.
 export PATH="$venv/bin:$PATH"
 zig_lib="$("$venv/bin/python" -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')/lib/libc/include"
-export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu \
+# cargo-zigbuild appends its own zig cc options to this, for both spellings of the target.
+export BINDGEN_EXTRA_CLANG_ARGS="--target=aarch64-linux-gnu \
 -I$zig_lib/aarch64-linux-gnu -I$zig_lib/generic-glibc -I$zig_lib/aarch64-linux-any -I$zig_lib/any-linux-any"
 
 cargo zigbuild --locked -p vigil --target "$target.$glibc" $([ "$profile" = release ] && echo --release)
 dir=$([ "$profile" = release ] && echo release || echo debug)
-bin="target/$target/$dir/vigil"
+bin="${CARGO_TARGET_DIR:-target}/$target/$dir/vigil"
 
 file_out=$(readelf -h "$bin" | awk -F: '/Machine/ {gsub(/^ +/, "", $2); print $2}')
 [ "$file_out" = "AArch64" ] || { echo "cross: $bin is not an AArch64 ELF ($file_out)" >&2; exit 1; }

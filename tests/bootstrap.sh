@@ -10,8 +10,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 need_apt=()
-have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
-have_lib libclang || need_apt+=(libclang-dev)
+have_lib() { ldconfig -p 2>/dev/null | grep -Eq "$1"; }
+# libclang itself (bindgen for the V4L2 bindings), not libclang-cpp, which some images carry alone.
+have_lib 'libclang(-[0-9]+)?\.so' || need_apt+=(libclang-dev)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 if [ "$mode" = test ]; then
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
