@@ -21,8 +21,16 @@ fail() { echo "deb: $*" >&2; exit 1; }
 
 command -v cargo-deb >/dev/null || cargo install -q --locked cargo-deb --version "$CARGO_DEB_VERSION"
 [ -x "${CARGO_TARGET_DIR:-target}/$target/release/vigil" ] || fail "${CARGO_TARGET_DIR:-target}/$target/release/vigil missing: run bash cross/build.sh first"
-# --no-strip: stripping an aarch64 ELF needs aarch64 binutils; the release profile keeps only
-# line tables, which make backtraces from the field readable.
+# The release profile keeps line tables (readable backtraces while developing): 160 MB, mostly
+# tract's. The box gets the binary without them (symbols stay, so a backtrace still names
+# functions): aarch64 binutils strip it in place, cargo-deb packages it as it is.
+bin="${CARGO_TARGET_DIR:-target}/$target/release/vigil"
+if ! command -v aarch64-linux-gnu-strip >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq binutils-aarch64-linux-gnu >/dev/null
+fi
+aarch64-linux-gnu-strip --strip-debug "$bin"
+echo "deb: $bin stripped of debug info: $(du -h "$bin" | cut -f1)"
 deb=$(cargo deb -p vigil --target "$target" --no-build --no-strip 2>&1 | tee /dev/stderr | grep '\.deb$' | tail -1)
 [ -f "$deb" ] || fail "cargo deb printed no package path"
 echo "deb: built $deb ($(du -h "$deb" | cut -f1))"
@@ -45,13 +53,18 @@ fi
 grep -q 'enable.*vigil@' "$tmp/control/postinst" && fail "postinst enables the template vigil@.service"
 
 # Files and modes: "path mode" lines, compared with the expected list.
-dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {sub(/^\./, "", $6); print $6, $1}' | sort > "$tmp/files"
+dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {sub(/^\./, "", $6); print $6, $1}' | sort > "$tmp/all"
+# The demo clip is checked by count; everything else file by file.
+demo=$(grep -c '^/usr/share/vigil/demo/ped2-test01/[0-9]*\.jpg -rw-r--r--$' "$tmp/all" || true)
+want=$(ls firmware/assets/demo/ped2-test01/*.jpg | wc -l)
+[ "$demo" = "$want" ] || fail "the package holds $demo demo frames, the checkout $want"
+grep -v '^/usr/share/vigil/demo/' "$tmp/all" > "$tmp/files"
 cat > "$tmp/expected" <<'LIST'
 /etc/vigil/vigil.toml -rw-r--r--
-/lib/systemd/system/vigil.service -rw-r--r--
-/lib/systemd/system/vigil@.service -rw-r--r--
 /lib/udev/rules.d/99-vigil-cameras.rules -rw-r--r--
 /usr/bin/vigil -rwxr-xr-x
+/usr/lib/systemd/system/vigil.service -rw-r--r--
+/usr/lib/systemd/system/vigil@.service -rw-r--r--
 /usr/lib/sysusers.d/vigil.conf -rw-r--r--
 /usr/lib/tmpfiles.d/vigil.conf -rw-r--r--
 /usr/share/doc/vigil/README.md -rw-r--r--
@@ -60,11 +73,12 @@ cat > "$tmp/expected" <<'LIST'
 /usr/share/doc/vigil/mqtt.md -rw-r--r--
 /usr/share/doc/vigil/schemas/vigil.event-1.schema.json -rw-r--r--
 /usr/share/doc/vigil/schemas/vigil.health-1.schema.json -rw-r--r--
+/usr/share/vigil/models/ped2-bdfi/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.toml -rw-r--r--
 LIST
 diff -u "$tmp/expected" "$tmp/files" || fail "file list or modes differ from the expected list (above)"
-dpkg-deb -c "$deb" | awk '{print $2}' | grep -qv '^root/root$' && fail "files not owned by root/root"
+dpkg-deb -c "$deb" | awk '{print $2}' | grep -Eqv '^(0/0|root/root)$' && fail "files not owned by root"
 
 r="$tmp/root"
 dpkg-deb -x "$deb" "$r"
@@ -80,14 +94,8 @@ for d in var/lib/vigil var/lib/vigil/outbox var/lib/vigil/engines; do
 done
 
 # The unpacked binary runs its own default config and model under qemu.
-need=()
-command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
-[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need+=(libc6-arm64-cross libgcc-s1-arm64-cross)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source cross/qemu.sh
 sed "s|/usr/share/vigil/models|$r/usr/share/vigil/models|" "$r/etc/vigil/vigil.toml" > "$tmp/vigil.toml"
-qemu-aarch64-static -L /usr/aarch64-linux-gnu "$r/usr/bin/vigil" check --config "$tmp/vigil.toml" \
+"${qemu[@]}" "$r/usr/bin/vigil" check --config "$tmp/vigil.toml" \
   || fail "the packaged binary rejects the packaged config"
-echo "deb: $deb checked: control, conffiles, maintainer scripts, $(wc -l < "$tmp/files") files, user, state dirs, check under qemu"
+echo "deb: $deb checked: control, conffiles, maintainer scripts, $(wc -l < "$tmp/all") files ($demo demo frames), user, state dirs, check under qemu"
