@@ -39,8 +39,30 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub engines: EnginesConfig,
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnginesConfig {
+    /// TensorRT engine cache; must be writable when a camera uses the TensorRT backend.
+    #[serde(default = "default_engine_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for EnginesConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_engine_dir(),
+        }
+    }
+}
+
+fn default_engine_dir() -> PathBuf {
+    PathBuf::from(crate::tensorrt::DEFAULT_ENGINE_DIR)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +119,10 @@ pub struct CameraConfig {
     /// Model package directory.
     pub model: PathBuf,
     pub source: SourceConfig,
+    /// Where the model runs: `{ kind = "cpu" }` (default) or
+    /// `{ kind = "tensorrt", precision = "fp16", dla = 0 }` (docs/tensorrt.md).
+    #[serde(default)]
+    pub backend: crate::tensorrt::BackendConfig,
     /// Largest tolerated jump in frame numbers before the recipe's window restarts
     /// (1 = every frame must follow its predecessor).
     #[serde(default = "one")]

@@ -53,6 +53,7 @@ pub fn run_with_observer(
         match spawn_camera(
             c,
             &cfg.mqtt.device,
+            &cfg.engines.dir,
             publisher.clone(),
             stop.clone(),
             observer.clone(),

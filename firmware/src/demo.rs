@@ -50,6 +50,12 @@ fn bundled(rel_checkout: &str, installed: &str) -> Option<PathBuf> {
 pub const DEMO_MODEL: &str = "engine/models/ped2-bdfi";
 pub const DEMO_CLIP: &str = "firmware/assets/demo/ped2-test01";
 
+/// The bundled Ped2 clip (checkout or installed package).
+pub fn bundled_clip() -> Result<PathBuf> {
+    bundled(DEMO_CLIP, "/usr/share/vigil/demo/ped2-test01")
+        .context("the bundled clip firmware/assets/demo/ped2-test01 was not found; run from the repository root or pass --frames")
+}
+
 pub fn run(args: DemoArgs) -> Result<()> {
     let model = match args.model {
         Some(m) => m,
@@ -59,8 +65,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     let frames = match args.frames {
         Some(f) => f,
-        None => bundled(DEMO_CLIP, "/usr/share/vigil/demo/ped2-test01")
-            .context("the bundled clip firmware/assets/demo/ped2-test01 was not found; run from the repository root or pass --frames")?,
+        None => bundled_clip()?,
     };
     let _broker;
     let (host, port) = match &args.broker {
@@ -87,6 +92,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             max_messages: 1000,
         },
         health: HealthConfig { interval_s: 5 },
+        engines: Default::default(),
         cameras: vec![CameraConfig {
             name: camera.into(),
             model: model.clone(),
@@ -97,6 +103,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 start: None,
                 count: None,
             }),
+            backend: Default::default(),
             max_gap: 1,
             lossless: true,
             normalizer: None,

@@ -120,13 +120,24 @@ pub fn evaluate(
     normalizer: Option<NormalizerConfig>,
     progress: bool,
 ) -> Result<EvalReport> {
+    let mut analyzer = Analyzer::cpu(pkg, 1)?;
+    evaluate_with(&mut analyzer, pkg, ds, normalizer, progress)
+}
+
+/// [`evaluate`] with a given analyzer (another backend: simulated INT8, TensorRT).
+pub fn evaluate_with(
+    analyzer: &mut Analyzer,
+    pkg: &ModelPackage,
+    ds: &Dataset,
+    normalizer: Option<NormalizerConfig>,
+    progress: bool,
+) -> Result<EvalReport> {
     if !ds.has_labels() {
         bail!(
             "dataset {} has no labels (labels.json or UCSDped2.m); `vigil eval` needs ground truth",
             ds.root.display()
         );
     }
-    let mut analyzer = Analyzer::cpu(pkg, 1)?;
     let norm_cfg = normalizer.unwrap_or_else(|| default_normalizer(pkg));
     let bar = if progress {
         indicatif::ProgressBar::new(ds.frame_count() as u64)
@@ -144,7 +155,7 @@ pub fn evaluate(
     let mut videos = Vec::new();
     for v in &ds.videos {
         bar.set_message(format!("video {}", v.id));
-        let s = score_video(&mut analyzer, v, || bar.inc(1))?;
+        let s = score_video(analyzer, v, || bar.inc(1))?;
         let scores = analyzer.recipe().paper_scores(&s.components);
         // A fresh normaliser per video: each test video is a separate camera session.
         let mut norm = Normalizer::from_config(&norm_cfg)?;
@@ -194,6 +205,20 @@ pub fn evaluate(
         fps: labels.len() as f64 / secs,
         videos,
     })
+}
+
+/// Writes every frame's scores, one row per frame:
+/// `video,frame,anomalous,score_paper,score_stream` (scores in [0, 1], full f32 precision).
+pub fn write_scores_csv(report: &EvalReport, path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "video,frame,anomalous,score_paper,score_stream")?;
+    for v in &report.videos {
+        for (t, ((p, s), y)) in v.scores.iter().zip(&v.scores_stream).zip(&v.labels).enumerate() {
+            writeln!(out, "{},{t},{},{p:e},{s:e}", v.id, u8::from(*y))?;
+        }
+    }
+    out.flush()
 }
 
 /// Writes a PNG with one panel per video: paper-protocol and streaming scores over frames, the

@@ -54,9 +54,24 @@ enum Cmd {
         /// Write a PNG of the score curves with the ground truth shaded.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Write every frame's scores as CSV: video,frame,anomalous,score_paper,score_stream.
+        #[arg(long)]
+        scores_csv: Option<PathBuf>,
+        /// Also evaluate with every activation quantised to INT8 at the calibration cache's
+        /// scales, and report FP32 and simulated-INT8 AUC side by side.
+        #[arg(long)]
+        simulate_int8: bool,
+        /// Calibration cache for --simulate-int8 (default: PKG/calib.cache).
+        #[arg(long, requires = "simulate_int8")]
+        calib: Option<PathBuf>,
     },
     /// Per-stage timings and throughput on real frames.
     Bench(vigil::bench::BenchArgs),
+    /// TensorRT engines: build (or print the trtexec command), and check one against the CPU.
+    Engine {
+        #[command(subcommand)]
+        cmd: EngineCmd,
+    },
     /// Training data from the runtime's own preprocessing.
     Dataset {
         #[command(subcommand)]
@@ -106,6 +121,14 @@ struct ExportArgs {
 }
 
 #[derive(Subcommand)]
+enum EngineCmd {
+    /// Build a package's TensorRT engine into the engine cache (FP16, INT8 or both; GPU or DLA).
+    Build(vigil::tensorrt::BuildArgs),
+    /// Run one window of real frames through the engine and the CPU backend; compare.
+    Selftest(vigil::tensorrt::SelftestArgs),
+}
+
+#[derive(Subcommand)]
 enum CalibCmd {
     /// Score statistics on normal training frames, written into the package's manifest.
     Scores {
@@ -115,12 +138,21 @@ enum CalibCmd {
         #[arg(long)]
         dataset: PathBuf,
     },
+    /// INT8 activation calibration on the CPU: TensorRT's calibration cache (EntropyCalibration2
+    /// by default), written into the package.
+    Int8(vigil::int8::Int8Args),
+    /// Save short clips of a configured camera (PNG, dataset layout) for `calib int8` and
+    /// `calib scores` on the scene the box watches.
+    Collect(vigil::int8::CollectArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     vigil::logging::init(&cli.log);
-    if let Err(e) = dispatch(cli.cmd) {
+    let result = dispatch(cli.cmd);
+    // Reports what the rate limiter is still holding back (firmware/src/logging.rs).
+    log::logger().flush();
+    if let Err(e) = result {
         // `{:#}` prints the whole context chain on one line: "camera cam0: model ...: reason".
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -140,9 +172,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             for cam in &cfg.cameras {
                 let pkg = ModelPackage::load(&cam.model)
                     .with_context(|| format!("camera {}", cam.name))?;
-                vigil_engine::analyzer::Analyzer::cpu(&pkg, cam.max_gap).with_context(|| {
-                    format!("camera {}: model {}", cam.name, cam.model.display())
-                })?;
+                vigil::tensorrt::analyzer(&pkg, &cam.backend, &cfg.engines.dir, cam.max_gap)
+                    .with_context(|| {
+                        format!("camera {}: model {}", cam.name, cam.model.display())
+                    })?;
                 println!(
                     "camera {}: model {} ({}), calibrated: {}",
                     cam.name,
@@ -165,15 +198,26 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             videos,
             json,
             plot,
+            scores_csv,
+            simulate_int8,
+            calib,
         } => {
             let pkg = ModelPackage::load(&model)?;
             let mut ds = Dataset::open(&dataset, Split::Testing)?;
             if !videos.is_empty() {
                 ds.select(&videos)?;
             }
+            if simulate_int8 {
+                let cache = calib.unwrap_or_else(|| model.join(vigil::int8::CACHE_FILE));
+                return eval_int8(&pkg, &ds, &cache, json);
+            }
             let report = vigil::eval::evaluate(&pkg, &ds, None, !json)?;
             if let Some(p) = &plot {
                 vigil::eval::plot(&report, p)?;
+            }
+            if let Some(p) = &scores_csv {
+                vigil::eval::write_scores_csv(&report, p)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -186,13 +230,76 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => vigil::bench::run(args),
+        Cmd::Engine {
+            cmd: EngineCmd::Build(args),
+        } => vigil::tensorrt::build(&args),
+        Cmd::Engine {
+            cmd: EngineCmd::Selftest(args),
+        } => vigil::tensorrt::selftest(&args),
         Cmd::Dataset {
             cmd: DatasetCmd::Export(a),
         } => export(a),
         Cmd::Calib {
             cmd: CalibCmd::Scores { model, dataset },
         } => vigil::calibrate::scores(&model, &dataset),
+        Cmd::Calib {
+            cmd: CalibCmd::Int8(args),
+        } => vigil::int8::calibrate(&args).map(|_| ()),
+        Cmd::Calib {
+            cmd: CalibCmd::Collect(args),
+        } => vigil::int8::collect(&args).map(|_| ()),
     }
+}
+
+/// `vigil eval --simulate-int8`: the FP32 evaluation and the simulated-INT8 one on the same
+/// frames, side by side.
+fn eval_int8(
+    pkg: &ModelPackage,
+    ds: &Dataset,
+    cache: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    // The cache is checked first: a wrong one fails before minutes of FP32 evaluation.
+    let mut analyzer = vigil::int8::simulated_int8_analyzer(pkg, cache)?;
+    let fp32 = vigil::eval::evaluate(pkg, ds, None, !json)?;
+    let int8 = vigil::eval::evaluate_with(&mut analyzer, pkg, ds, None, !json)?;
+    let max_diff = fp32
+        .videos
+        .iter()
+        .zip(&int8.videos)
+        .flat_map(|(a, b)| a.scores_stream.iter().zip(&b.scores_stream))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    if json {
+        let v = serde_json::json!({
+            "calibration_cache": cache.display().to_string(),
+            "auc_fp32": fp32.auc,
+            "auc_int8": int8.auc,
+            "auc_delta": int8.auc - fp32.auc,
+            "auc_stream_fp32": fp32.auc_stream,
+            "auc_stream_int8": int8.auc_stream,
+            "auc_stream_delta": int8.auc_stream - fp32.auc_stream,
+            "max_abs_stream_score_diff": max_diff,
+            "fp32": fp32,
+            "int8_simulated": int8,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_report(&fp32);
+        print_report(&int8);
+        println!(
+            "INT8 (simulated, {}): auc {:.4} vs FP32 {:.4} (delta {:+.4}); auc_stream {:.4} vs {:.4} (delta {:+.4}); max |score diff| {:.4}",
+            cache.display(),
+            int8.auc,
+            fp32.auc,
+            int8.auc - fp32.auc,
+            int8.auc_stream,
+            fp32.auc_stream,
+            int8.auc_stream - fp32.auc_stream,
+            max_diff
+        );
+    }
+    Ok(())
 }
 
 fn print_report(r: &vigil::eval::EvalReport) {

@@ -123,12 +123,13 @@ impl CameraHandle {
 pub fn spawn_camera(
     cfg: &CameraConfig,
     device: &str,
+    engine_dir: &std::path::Path,
     publisher: Arc<Publisher>,
     stop: Arc<AtomicBool>,
     observer: Option<Sender<Observed>>,
 ) -> Result<CameraHandle> {
     let pkg = ModelPackage::load(&cfg.model).with_context(|| format!("camera {}", cfg.name))?;
-    let mut analyzer = Analyzer::cpu(&pkg, cfg.max_gap)
+    let mut analyzer = crate::tensorrt::analyzer(&pkg, &cfg.backend, engine_dir, cfg.max_gap)
         .with_context(|| format!("camera {}: loading {}", cfg.name, pkg.dir.display()))?;
     let normalizer = cfg.normalizer.unwrap_or_else(|| default_normalizer(&pkg));
     let mut detector = Detector::new(

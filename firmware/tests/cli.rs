@@ -139,3 +139,76 @@ fn the_default_config_installed_to_etc_passes_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn run_vigil(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = vigil().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tensorrt_backend_in_a_build_without_tensorrt_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "backend = { kind = \"tensorrt\", precision = \"fp16\" }\n");
+    let (code, _, err) = run_vigil(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("built without TensorRT") && err.contains("--features tensorrt"),
+        "{err}"
+    );
+    let cfg = write_config(dir.path(), "backend = { kind = \"gpu\" }\n");
+    let (code, _, err) = run_vigil(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("gpu") && err.contains("line 12"), "{err}");
+    let model = repo().join("engine/models/ped2-bdfi");
+    let (code, _, err) = run_vigil(&["engine", "build", model.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("built without TensorRT"), "{err}");
+    let (code, _, err) = run_vigil(&["engine", "selftest", model.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("built without TensorRT"), "{err}");
+}
+
+#[test]
+fn print_trtexec_works_in_any_build_and_checks_the_options() {
+    let model = repo().join("engine/models/ped2-bdfi");
+    let m = model.to_str().unwrap();
+    let (code, out, err) = run_vigil(&[
+        "engine", "build", m, "--precision", "fp16", "--dla", "1", "--workspace", "512",
+        "--cache-dir", "/var/lib/vigil/engines", "--print-trtexec",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let line = out.trim();
+    assert!(line.starts_with("trtexec "), "{line}");
+    for flag in [
+        format!("--onnx={}", model.join("model.onnx").display()),
+        "--saveEngine=/var/lib/vigil/engines/ped2-bdfi-fp16-dla1.engine".to_owned(),
+        "--fp16".to_owned(),
+        "--useDLACore=1".to_owned(),
+        "--allowGPUFallback".to_owned(),
+        "--memPoolSize=workspace:512".to_owned(),
+    ] {
+        assert!(line.contains(&flag), "missing {flag} in {line}");
+    }
+    assert!(!line.contains("--int8"), "{line}");
+    // INT8 reads the package's calibration cache (shipped with ped2-bdfi)...
+    let (code, out, err) = run_vigil(&["engine", "build", m, "--precision", "int8", "--print-trtexec"]);
+    assert_eq!(code, Some(0), "{err}");
+    let calib = format!("--calib={}", model.join("calib.cache").display());
+    assert!(out.contains("--int8") && out.contains(&calib), "{out}");
+    // ...and a package without one is refused with the command that makes it.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.toml", "model.onnx"] {
+        std::fs::copy(model.join(f), dir.path().join(f)).unwrap();
+    }
+    let bare = dir.path().to_str().unwrap();
+    let (code, _, err) = run_vigil(&["engine", "build", bare, "--precision", "best", "--print-trtexec"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("calib.cache") && err.contains("vigil calib int8"), "{err}");
+    let (code, _, err) = run_vigil(&["engine", "build", m, "--precision", "fp8", "--print-trtexec"]);
+    assert_eq!(code, Some(2), "clap rejects an unknown precision");
+    assert!(err.contains("fp8"), "{err}");
+}

@@ -2,9 +2,12 @@
 //! nothing about frames or recipes.
 //!
 //! - [`tract::TractBackend`]: pure Rust, any CPU (development, CI, CPU-only boxes).
+//! - [`probe::ProbeBackend`]: the same network with a hook on every activation (INT8
+//!   calibration, simulated INT8); offline only.
 //! - TensorRT (Jetson) arrives behind the `tensorrt` cargo feature with its own thin binding.
 
 pub mod onnx;
+pub mod probe;
 pub mod tract;
 
 use crate::tensor::Tensor;

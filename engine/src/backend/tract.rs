@@ -17,7 +17,7 @@ pub struct TractBackend {
     graph_out: Vec<usize>,
 }
 
-fn load_err(path: &Path, reason: impl std::fmt::Display) -> BackendError {
+pub(super) fn load_err(path: &Path, reason: impl std::fmt::Display) -> BackendError {
     BackendError::Load {
         path: path.display().to_string(),
         reason: reason.to_string(),
@@ -25,7 +25,7 @@ fn load_err(path: &Path, reason: impl std::fmt::Display) -> BackendError {
 }
 
 /// For each graph tensor, the position of the same-named spec.
-fn permutation(
+pub(super) fn permutation(
     graph: &[TensorSpec],
     specs: &[TensorSpec],
     path: &Path,
@@ -100,43 +100,57 @@ impl Backend for TractBackend {
     fn run(&mut self, inputs: &[Tensor], outputs: &mut [Tensor]) -> Result<(), BackendError> {
         check_shapes(&self.inputs, inputs)?;
         check_shapes(&self.outputs, outputs)?;
-        let tv: TVec<TValue> = self
-            .graph_in
-            .iter()
-            .map(|&i| {
-                let t = &inputs[i];
-                tract_onnx::prelude::Tensor::from_shape(t.shape(), t.data())
-                    .map(|t| t.into_tvalue())
-                    .map_err(|e| BackendError::Run(format!("{e:#}")))
-            })
-            .collect::<Result<_, _>>()?;
+        let tv = graph_inputs(&self.graph_in, inputs)?;
         let result = self
             .state
             .run(tv)
             .map_err(|e| BackendError::Run(format!("{e:#}")))?;
-        if result.len() != outputs.len() {
-            return Err(BackendError::Arity {
-                expected: outputs.len(),
-                got: result.len(),
+        copy_outputs(&result, &self.graph_out, &self.outputs, outputs)
+    }
+}
+
+/// The caller's inputs as tract values, in the graph's order.
+pub(super) fn graph_inputs(graph_in: &[usize], inputs: &[Tensor]) -> Result<TVec<TValue>, BackendError> {
+    graph_in
+        .iter()
+        .map(|&i| {
+            let t = &inputs[i];
+            tract_onnx::prelude::Tensor::from_shape(t.shape(), t.data())
+                .map(|t| t.into_tvalue())
+                .map_err(|e| BackendError::Run(format!("{e:#}")))
+        })
+        .collect()
+}
+
+/// Copies the graph's results into the caller's preallocated outputs, checking each shape.
+pub(super) fn copy_outputs(
+    result: &[TValue],
+    graph_out: &[usize],
+    specs: &[TensorSpec],
+    outputs: &mut [Tensor],
+) -> Result<(), BackendError> {
+    if result.len() != outputs.len() {
+        return Err(BackendError::Arity {
+            expected: outputs.len(),
+            got: result.len(),
+        });
+    }
+    for (value, &oi) in result.iter().zip(graph_out) {
+        let spec = &specs[oi];
+        let view = value
+            .to_plain_array_view::<f32>()
+            .map_err(|e| BackendError::Run(format!("output `{}`: {e:#}", spec.name)))?;
+        if view.shape() != spec.shape.as_slice() {
+            return Err(BackendError::Shape {
+                name: spec.name.clone(),
+                expected: spec.shape.clone(),
+                got: view.shape().to_vec(),
             });
         }
-        for (value, &oi) in result.iter().zip(&self.graph_out) {
-            let spec = &self.outputs[oi];
-            let view = value
-                .to_plain_array_view::<f32>()
-                .map_err(|e| BackendError::Run(format!("output `{}`: {e:#}", spec.name)))?;
-            if view.shape() != spec.shape.as_slice() {
-                return Err(BackendError::Shape {
-                    name: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                    got: view.shape().to_vec(),
-                });
-            }
-            // Iterate in logical order so a non-contiguous result is still copied right.
-            for (o, v) in outputs[oi].data_mut().iter_mut().zip(view.iter()) {
-                *o = *v;
-            }
+        // Iterate in logical order so a non-contiguous result is still copied right.
+        for (o, v) in outputs[oi].data_mut().iter_mut().zip(view.iter()) {
+            *o = *v;
         }
-        Ok(())
     }
+    Ok(())
 }
