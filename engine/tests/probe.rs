@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vigil_engine::analyzer::Analyzer;
-use vigil_engine::backend::probe::{fake_quantize, Activation, ActivationHook, NoHook, ProbeBackend};
+use vigil_engine::backend::probe::{
+    fake_quantize, Activation, ActivationHook, NoHook, ProbeBackend,
+};
 use vigil_engine::backend::Backend;
 use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
@@ -80,41 +82,81 @@ fn probe_without_hook_equals_the_production_backend_and_sees_named_activations()
     let pkg = ModelPackage::load(&repo().join("engine/models/ped2-bdfi")).unwrap();
     let m = &pkg.manifest;
     let inputs = real_inputs(&pkg);
-    let mut tract =
-        vigil_engine::backend::tract::TractBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs)
-            .unwrap();
-    let mut plain = ProbeBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs, NoHook).unwrap();
+    let mut tract = vigil_engine::backend::tract::TractBackend::load(
+        &pkg.onnx_path(),
+        &m.onnx.inputs,
+        &m.onnx.outputs,
+    )
+    .unwrap();
+    let mut plain =
+        ProbeBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs, NoHook).unwrap();
     let want = run(&mut tract, &inputs);
     let got = run(&mut plain, &inputs);
     let d = max_abs_diff(&want, &got);
     // Decluttered vs optimised graph: the same maths in another summation order.
     assert!(d <= 1e-4, "probe differs from the tract backend by {d}");
 
-    let mut rec = ProbeBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs, AbsMax::default())
-        .unwrap();
+    let mut rec = ProbeBackend::load(
+        &pkg.onnx_path(),
+        &m.onnx.inputs,
+        &m.onnx.outputs,
+        AbsMax::default(),
+    )
+    .unwrap();
     let acts = rec.activations();
     let names: Vec<String> = acts.iter().map(|a| a.name.clone()).collect();
     run(&mut rec, &inputs);
     let hook = rec.into_hook();
-    assert_eq!(hook.1, names, "the hook sees exactly the announced activations, in order");
-    assert!(names.len() > 20, "only {} activations: {names:?}", names.len());
+    assert_eq!(
+        hook.1, names,
+        "the hook sees exactly the announced activations, in order"
+    );
+    assert!(
+        names.len() > 20,
+        "only {} activations: {names:?}",
+        names.len()
+    );
     for input in &m.onnx.inputs {
-        assert!(names.contains(&input.name), "network input {} not seen", input.name);
+        assert!(
+            names.contains(&input.name),
+            "network input {} not seen",
+            input.name
+        );
     }
     for output in &m.onnx.outputs {
-        assert!(names.contains(&output.name), "network output {} not seen", output.name);
+        assert!(
+            names.contains(&output.name),
+            "network output {} not seen",
+            output.name
+        );
     }
     // Convolution inputs are read in INT8; warp index maths, gathers and outputs stay float.
     let int8 = |name: &str| acts.iter().find(|a| a.name == name).map(|a| a.int8);
-    assert_eq!(int8("/flow/net/e0/e0.0/e0.0.1/LeakyRelu_output_0"), Some(true), "{acts:?}");
+    assert_eq!(
+        int8("/flow/net/e0/e0.0/e0.0.1/LeakyRelu_output_0"),
+        Some(true),
+        "{acts:?}"
+    );
     assert_eq!(int8("/warp/Floor_output_0"), Some(false), "{acts:?}");
     for output in &m.onnx.outputs {
-        assert_eq!(int8(&output.name), Some(false), "network output {}", output.name);
+        assert_eq!(
+            int8(&output.name),
+            Some(false),
+            "network output {}",
+            output.name
+        );
     }
     let n = acts.iter().filter(|a| a.int8).count();
-    assert!(n > 10 && n < acts.len(), "{n} of {} marked INT8", acts.len());
+    assert!(
+        n > 10 && n < acts.len(),
+        "{n} of {} marked INT8",
+        acts.len()
+    );
     let nonzero = hook.0.values().filter(|&&v| v > 0.0).count();
-    assert!(nonzero * 10 >= names.len() * 9, "most activations are non-zero on real frames");
+    assert!(
+        nonzero * 10 >= names.len() * 9,
+        "most activations are non-zero on real frames"
+    );
 }
 
 #[test]
@@ -122,8 +164,13 @@ fn quantising_every_activation_costs_accuracy_in_proportion_to_the_step() {
     let pkg = ModelPackage::load(&repo().join("engine/models/ped2-bdfi")).unwrap();
     let m = &pkg.manifest;
     let inputs = real_inputs(&pkg);
-    let mut rec = ProbeBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs, AbsMax::default())
-        .unwrap();
+    let mut rec = ProbeBackend::load(
+        &pkg.onnx_path(),
+        &m.onnx.inputs,
+        &m.onnx.outputs,
+        AbsMax::default(),
+    )
+    .unwrap();
     let fp32 = run(&mut rec, &inputs);
     let maxes = rec.into_hook().0;
 
@@ -133,12 +180,20 @@ fn quantising_every_activation_costs_accuracy_in_proportion_to_the_step() {
             .filter(|(_, &v)| v > 0.0)
             .map(|(k, &v)| (k.clone(), v / levels))
             .collect();
-        let mut q = ProbeBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs, Quantise(scales, levels))
-            .unwrap();
+        let mut q = ProbeBackend::load(
+            &pkg.onnx_path(),
+            &m.onnx.inputs,
+            &m.onnx.outputs,
+            Quantise(scales, levels),
+        )
+        .unwrap();
         max_abs_diff(&fp32, &run(&mut q, &inputs))
     };
     let int8 = err_at(127.0);
     let int16 = err_at(32767.0);
     assert!(int8 > 0.0, "quantisation must change the outputs");
-    assert!(int16 < int8 / 10.0, "a 258x finer grid must cut the error: int8 {int8}, int16 {int16}");
+    assert!(
+        int16 < int8 / 10.0,
+        "a 258x finer grid must cut the error: int8 {int8}, int16 {int16}"
+    );
 }

@@ -214,7 +214,13 @@ pub fn write_scores_csv(report: &EvalReport, path: &Path) -> std::io::Result<()>
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(out, "video,frame,anomalous,score_paper,score_stream")?;
     for v in &report.videos {
-        for (t, ((p, s), y)) in v.scores.iter().zip(&v.scores_stream).zip(&v.labels).enumerate() {
+        for (t, ((p, s), y)) in v
+            .scores
+            .iter()
+            .zip(&v.scores_stream)
+            .zip(&v.labels)
+            .enumerate()
+        {
             writeln!(out, "{},{t},{},{p:e},{s:e}", v.id, u8::from(*y))?;
         }
     }

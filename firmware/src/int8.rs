@@ -147,9 +147,9 @@ fn run_windows(
         for t in end + 1 - window..=end {
             imageio::load_into(&video.frames[t], &mut frame)?;
             frame.index = t as u64;
-            analyzer
-                .push(&frame)
-                .with_context(|| format!("video {} frame {}", video.id, video.frames[t].display()))?;
+            analyzer.push(&frame).with_context(|| {
+                format!("video {} frame {}", video.id, video.frames[t].display())
+            })?;
         }
         bar.inc(1);
     }
@@ -190,7 +190,9 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
     let bar = indicatif::ProgressBar::new(2 * positions.len() as u64);
     run_windows(&mut analyzer, &ds, &positions, &bar)?;
     {
-        let mut g = shared.lock().map_err(|_| anyhow::anyhow!("calibration state poisoned"))?;
+        let mut g = shared
+            .lock()
+            .map_err(|_| anyhow::anyhow!("calibration state poisoned"))?;
         if let Some(e) = g.1.take() {
             return Err(e);
         }
@@ -202,7 +204,9 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
     }
     run_windows(&mut analyzer, &ds, &positions, &bar)?;
     bar.finish_and_clear();
-    let mut g = shared.lock().map_err(|_| anyhow::anyhow!("calibration state poisoned"))?;
+    let mut g = shared
+        .lock()
+        .map_err(|_| anyhow::anyhow!("calibration state poisoned"))?;
     if let Some(e) = g.1.take() {
         return Err(e);
     }
@@ -220,7 +224,10 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
         );
     }
     let cache = CalibrationCache::from_calibrations(version, header, scales.iter())?;
-    let out = args.out.clone().unwrap_or_else(|| args.model.join(CACHE_FILE));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.model.join(CACHE_FILE));
     write_atomically(&out, cache.to_string().as_bytes())
         .with_context(|| format!("writing the calibration cache {}", out.display()))?;
     println!(
@@ -236,7 +243,10 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
@@ -273,7 +283,12 @@ pub fn simulated_int8_analyzer(pkg: &ModelPackage, cache_path: &Path) -> Result<
     let scales: std::collections::HashMap<String, f32> =
         cache.iter().map(|(n, s)| (n.to_owned(), s.get())).collect();
     let m = &pkg.manifest;
-    let probe = ProbeBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs, Quantiser(scales))?;
+    let probe = ProbeBackend::load(
+        &pkg.onnx_path(),
+        &m.onnx.inputs,
+        &m.onnx.outputs,
+        Quantiser(scales),
+    )?;
     let names: Vec<String> = probe
         .activations()
         .into_iter()
@@ -342,8 +357,14 @@ pub fn collect(args: &CollectArgs) -> Result<usize> {
     if args.clips == 0 || args.clip_frames == 0 {
         bail!("--clips and --clip-frames must be at least 1");
     }
-    let mut src = crate::source::open(&cam.source).with_context(|| format!("camera {}", cam.name))?;
-    log::info!("collecting {} clips of {} frames from {}", args.clips, args.clip_frames, src.describe());
+    let mut src =
+        crate::source::open(&cam.source).with_context(|| format!("camera {}", cam.name))?;
+    log::info!(
+        "collecting {} clips of {} frames from {}",
+        args.clips,
+        args.clip_frames,
+        src.describe()
+    );
     let mut frame = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is valid"));
     let mut next = |frame: &mut Frame| -> Result<bool> {
         // Transient camera errors (a corrupt MJPEG frame, a timeout) are retried a few times;
@@ -393,6 +414,10 @@ pub fn collect(args: &CollectArgs) -> Result<usize> {
     if saved == 0 {
         bail!("camera {} delivered no frame", cam.name);
     }
-    println!("saved {saved} frames of camera {} to {}", cam.name, args.out.display());
+    println!(
+        "saved {saved} frames of camera {} to {}",
+        cam.name,
+        args.out.display()
+    );
     Ok(saved)
 }

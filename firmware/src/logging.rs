@@ -1,11 +1,13 @@
 //! Logging setup: plain lines on a terminal, syslog-style priority prefixes (`<3>` ...) under
 //! systemd, which journald turns into real priorities (see sd-daemon(3)).
 //!
-//! Every record goes through a per-call-site rate limiter first. A box runs for months: a camera
-//! that fails every 100 ms, or a broker that refuses every reconnect, must not fill the journal
-//! (journald's own limit then drops *everything* from the service, including the one line that
-//! explains the outage). Each `file:line` may log `burst` records per `window`; the rest are
-//! counted, and the next record from that site after the window says how many were suppressed.
+//! Warnings and errors go through a per-call-site rate limiter first. A box runs for months: a
+//! camera that fails every 100 ms, or a broker that refuses every reconnect, must not fill the
+//! journal (journald's own limit then drops *everything* from the service, including the one
+//! line that explains the outage). Each `file:line` may log `burst` such records per `window`;
+//! the rest are counted, and the next record from that site after the window says how many were
+//! suppressed. Info and below pass untouched: they are the daemon's narrative (events, state
+//! changes), which an operator filters by level rather than loses.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -177,6 +179,10 @@ impl<L: Log> RateLimited<L> {
         if !self.inner.enabled(record.metadata()) {
             return;
         }
+        if record.level() > Level::Warn {
+            self.inner.log(record);
+            return;
+        }
         let site = Site::of(record);
         let admission = match self.limiter.lock() {
             Ok(mut l) => l.admit(&site, now),
@@ -283,7 +289,10 @@ mod tests {
             m.level() <= Level::Info
         }
         fn log(&self, r: &Record) {
-            self.0.lock().unwrap().push((r.level(), r.args().to_string()));
+            self.0
+                .lock()
+                .unwrap()
+                .push((r.level(), r.args().to_string()));
         }
         fn flush(&self) {}
     }
@@ -306,13 +315,18 @@ mod tests {
         // A camera failing every 100 ms for 60 s: 600 records.
         for i in 0..600u64 {
             let now = t0 + Duration::from_millis(100 * i);
-            lim.log_at(&rec(format_args!("camera cam0: open failed"), 10, Level::Warn), now);
+            lim.log_at(
+                &rec(format_args!("camera cam0: open failed"), 10, Level::Warn),
+                now,
+            );
         }
         let got = cap.0.lock().unwrap().clone();
         // Windows start at 0 s, 30 s: 5 each; the second window's first line reports the 295
         // suppressed in the first.
         assert_eq!(got.len(), 10, "{got:#?}");
-        assert!(got[4].1.ends_with("(repeats from here are suppressed for 30 s)"));
+        assert!(got[4]
+            .1
+            .ends_with("(repeats from here are suppressed for 30 s)"));
         assert!(
             got[5].1.contains("(295 similar messages were suppressed)"),
             "{}",
@@ -356,22 +370,36 @@ mod tests {
         lim.log_at(&rec(format_args!("debug"), 1, Level::Debug), now);
         assert!(cap.0.lock().unwrap().is_empty());
         lim.flush();
-        assert!(cap.0.lock().unwrap().is_empty(), "filtered records were counted");
+        assert!(
+            cap.0.lock().unwrap().is_empty(),
+            "filtered records were counted"
+        );
     }
 
     #[test]
-    fn occasional_messages_are_never_suppressed() {
+    fn occasional_warnings_are_never_suppressed() {
         let cap = Capture::default();
         let lim = RateLimited::new(cap.clone(), 5, Duration::from_secs(30));
         let t0 = Instant::now();
-        // One reconnect message a minute for an hour.
+        // One reconnect warning a minute for an hour.
         for i in 0..60u64 {
             let now = t0 + Duration::from_secs(60 * i);
-            lim.log_at(&rec(format_args!("reconnected"), 7, Level::Info), now);
+            lim.log_at(&rec(format_args!("reconnecting"), 7, Level::Warn), now);
         }
         let got = cap.0.lock().unwrap().clone();
         assert_eq!(got.len(), 60);
-        assert!(got.iter().all(|r| r.1 == "reconnected"));
+        assert!(got.iter().all(|r| r.1 == "reconnecting"));
+    }
+
+    #[test]
+    fn info_is_never_limited() {
+        let cap = Capture::default();
+        let lim = RateLimited::new(cap.clone(), 2, Duration::from_secs(30));
+        let now = Instant::now();
+        for _ in 0..50 {
+            lim.log_at(&rec(format_args!("event start"), 9, Level::Info), now);
+        }
+        assert_eq!(cap.0.lock().unwrap().len(), 50);
     }
 
     #[test]

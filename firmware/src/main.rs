@@ -253,12 +253,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
 
 /// `vigil eval --simulate-int8`: the FP32 evaluation and the simulated-INT8 one on the same
 /// frames, side by side.
-fn eval_int8(
-    pkg: &ModelPackage,
-    ds: &Dataset,
-    cache: &std::path::Path,
-    json: bool,
-) -> Result<()> {
+fn eval_int8(pkg: &ModelPackage, ds: &Dataset, cache: &std::path::Path, json: bool) -> Result<()> {
     // The cache is checked first: a wrong one fails before minutes of FP32 evaluation.
     let mut analyzer = vigil::int8::simulated_int8_analyzer(pkg, cache)?;
     let fp32 = vigil::eval::evaluate(pkg, ds, None, !json)?;

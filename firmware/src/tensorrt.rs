@@ -110,13 +110,22 @@ pub fn analyzer(
         m.name,
         precision,
         prepared.path.display(),
-        if prepared.built { "built now" } else { "cached" }
+        if prepared.built {
+            "built now"
+        } else {
+            "cached"
+        }
     );
     Ok(Analyzer::with_backend(pkg, Box::new(backend), max_gap)?)
 }
 
 fn log_progress(ev: &BuildEvent) -> bool {
-    if let BuildEvent::PhaseStart { phase, parent: None, .. } = ev {
+    if let BuildEvent::PhaseStart {
+        phase,
+        parent: None,
+        ..
+    } = ev
+    {
         log::info!("TensorRT build: {phase}");
     }
     true
@@ -151,11 +160,15 @@ pub fn build(args: &BuildArgs) -> Result<()> {
         // trtexec's engine has no record in vigil's cache, so it gets a plain name; load it
         // with `vigil engine selftest --engine` or point a deployment at it.
         let dla = args.dla.map(|d| format!("-dla{d}")).unwrap_or_default();
-        let out = args
-            .cache_dir
-            .join(format!("{}-{}{dla}.engine", pkg.manifest.name, args.precision));
+        let out = args.cache_dir.join(format!(
+            "{}-{}{dla}.engine",
+            pkg.manifest.name, args.precision
+        ));
         let timing = args.cache_dir.join("timing-trtexec.cache");
-        println!("{}", shell_join(&trtexec_command(&opts, &out, Some(&timing))));
+        println!(
+            "{}",
+            shell_join(&trtexec_command(&opts, &out, Some(&timing)))
+        );
         return Ok(());
     }
     require_native()?;
@@ -175,7 +188,11 @@ pub fn build(args: &BuildArgs) -> Result<()> {
         args.precision,
         prepared.path.display(),
         pkg.manifest.name,
-        if prepared.built { "built" } else { "already cached" }
+        if prepared.built {
+            "built"
+        } else {
+            "already cached"
+        }
     );
     Ok(())
 }
@@ -223,7 +240,11 @@ pub fn selftest(args: &SelftestArgs) -> Result<()> {
     files.sort_by(|a, b| vigil_engine::imageio::natural_cmp(a.as_os_str(), b.as_os_str()));
     let window = cpu.recipe().window_len();
     if files.len() < window {
-        bail!("{} holds {} frames; the model needs {window}", frames.display(), files.len());
+        bail!(
+            "{} holds {} frames; the model needs {window}",
+            frames.display(),
+            files.len()
+        );
     }
     for (i, f) in files.iter().take(window).enumerate() {
         let mut frame = vigil_engine::imageio::load(f, i as u64)?;
@@ -237,18 +258,36 @@ pub fn selftest(args: &SelftestArgs) -> Result<()> {
         Precision::Int8 | Precision::Best => 1e-1,
     });
     let mut worst = 0.0f32;
-    for ((spec, a), b) in pkg.manifest.onnx.outputs.iter().zip(trt.outputs()).zip(cpu.outputs()) {
-        let scale = b.data().iter().fold(0.0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    for ((spec, a), b) in pkg
+        .manifest
+        .onnx
+        .outputs
+        .iter()
+        .zip(trt.outputs())
+        .zip(cpu.outputs())
+    {
+        let scale = b
+            .data()
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+            .max(f32::MIN_POSITIVE);
         let diff = a
             .data()
             .iter()
             .zip(b.data())
             .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        println!("output {}: max |trt - cpu| {diff:.3e} ({:.3e} of its range)", spec.name, diff / scale);
+        println!(
+            "output {}: max |trt - cpu| {diff:.3e} ({:.3e} of its range)",
+            spec.name,
+            diff / scale
+        );
         worst = worst.max(diff / scale);
     }
     if worst > tol {
-        bail!("TensorRT {} differs from the CPU backend by {worst:.3e} > {tol:.1e}", args.precision);
+        bail!(
+            "TensorRT {} differs from the CPU backend by {worst:.3e} > {tol:.1e}",
+            args.precision
+        );
     }
     println!("selftest passed: worst relative difference {worst:.3e} <= {tol:.1e}");
     Ok(())

@@ -152,7 +152,10 @@ fn run_vigil(args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn tensorrt_backend_in_a_build_without_tensorrt_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), "backend = { kind = \"tensorrt\", precision = \"fp16\" }\n");
+    let cfg = write_config(
+        dir.path(),
+        "backend = { kind = \"tensorrt\", precision = \"fp16\" }\n",
+    );
     let (code, _, err) = run_vigil(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     assert!(
@@ -177,8 +180,18 @@ fn print_trtexec_works_in_any_build_and_checks_the_options() {
     let model = repo().join("engine/models/ped2-bdfi");
     let m = model.to_str().unwrap();
     let (code, out, err) = run_vigil(&[
-        "engine", "build", m, "--precision", "fp16", "--dla", "1", "--workspace", "512",
-        "--cache-dir", "/var/lib/vigil/engines", "--print-trtexec",
+        "engine",
+        "build",
+        m,
+        "--precision",
+        "fp16",
+        "--dla",
+        "1",
+        "--workspace",
+        "512",
+        "--cache-dir",
+        "/var/lib/vigil/engines",
+        "--print-trtexec",
     ]);
     assert_eq!(code, Some(0), "{err}");
     let line = out.trim();
@@ -195,7 +208,14 @@ fn print_trtexec_works_in_any_build_and_checks_the_options() {
     }
     assert!(!line.contains("--int8"), "{line}");
     // INT8 reads the package's calibration cache (shipped with ped2-bdfi)...
-    let (code, out, err) = run_vigil(&["engine", "build", m, "--precision", "int8", "--print-trtexec"]);
+    let (code, out, err) = run_vigil(&[
+        "engine",
+        "build",
+        m,
+        "--precision",
+        "int8",
+        "--print-trtexec",
+    ]);
     assert_eq!(code, Some(0), "{err}");
     let calib = format!("--calib={}", model.join("calib.cache").display());
     assert!(out.contains("--int8") && out.contains(&calib), "{out}");
@@ -205,10 +225,27 @@ fn print_trtexec_works_in_any_build_and_checks_the_options() {
         std::fs::copy(model.join(f), dir.path().join(f)).unwrap();
     }
     let bare = dir.path().to_str().unwrap();
-    let (code, _, err) = run_vigil(&["engine", "build", bare, "--precision", "best", "--print-trtexec"]);
+    let (code, _, err) = run_vigil(&[
+        "engine",
+        "build",
+        bare,
+        "--precision",
+        "best",
+        "--print-trtexec",
+    ]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("calib.cache") && err.contains("vigil calib int8"), "{err}");
-    let (code, _, err) = run_vigil(&["engine", "build", m, "--precision", "fp8", "--print-trtexec"]);
+    assert!(
+        err.contains("calib.cache") && err.contains("vigil calib int8"),
+        "{err}"
+    );
+    let (code, _, err) = run_vigil(&[
+        "engine",
+        "build",
+        m,
+        "--precision",
+        "fp8",
+        "--print-trtexec",
+    ]);
     assert_eq!(code, Some(2), "clap rejects an unknown precision");
     assert!(err.contains("fp8"), "{err}");
 }

@@ -72,24 +72,49 @@ fn collect_calibrate_and_simulate_int8() {
     let cfg_s = cfg.to_str().unwrap();
     let clips_s = clips.to_str().unwrap();
     let args = [
-        "calib", "collect", "--config", cfg_s, "--camera", "gate", "--clips", "3",
-        "--clip-frames", "4", "--skip", "5", "--out", clips_s,
+        "calib",
+        "collect",
+        "--config",
+        cfg_s,
+        "--camera",
+        "gate",
+        "--clips",
+        "3",
+        "--clip-frames",
+        "4",
+        "--skip",
+        "5",
+        "--out",
+        clips_s,
     ];
     let out = ok(&vigil(&args));
     assert!(out.contains("saved 12 frames"), "{out}");
     for clip in ["000", "001", "002"] {
-        let n = std::fs::read_dir(clips.join("frames").join(clip)).unwrap().count();
+        let n = std::fs::read_dir(clips.join("frames").join(clip))
+            .unwrap()
+            .count();
         assert_eq!(n, 4, "clip {clip}");
     }
-    let wrong = vigil(&["calib", "collect", "--config", cfg_s, "--camera", "nope", "--out", clips_s]);
+    let wrong = vigil(&[
+        "calib", "collect", "--config", cfg_s, "--camera", "nope", "--out", clips_s,
+    ]);
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("no camera named \"nope\""));
 
     // Calibrate on those clips (BDFI's window is 3 frames: 2 windows per clip).
     let pkg_s = pkg.to_str().unwrap();
     ok(&vigil(&[
-        "calib", "int8", pkg_s, "--dataset", clips_s, "--windows", "6", "--trt", "8.6.2",
-        "--keep-float", "/memory/,/interp/net/Div,/interp/net/query",
+        "calib",
+        "int8",
+        pkg_s,
+        "--dataset",
+        clips_s,
+        "--windows",
+        "6",
+        "--trt",
+        "8.6.2",
+        "--keep-float",
+        "/memory/,/interp/net/Div,/interp/net/query",
     ]));
     let text = std::fs::read_to_string(pkg.join("calib.cache")).unwrap();
     let cache = CalibrationCache::parse(&text).unwrap();
@@ -102,17 +127,28 @@ fn collect_calibrate_and_simulate_int8() {
         "--keep-float left memory tensors in the cache"
     );
     // The network's frame input ranges over [-1, 1]: its scale must be <= 1/127.
-    let m: toml::Value = toml::from_str(&std::fs::read_to_string(pkg.join("model.toml")).unwrap()).unwrap();
+    let m: toml::Value =
+        toml::from_str(&std::fs::read_to_string(pkg.join("model.toml")).unwrap()).unwrap();
     let input = m["onnx"]["inputs"][0]["name"].as_str().unwrap();
-    let s = cache.get(input).unwrap_or_else(|| panic!("no scale for input {input}")).get();
+    let s = cache
+        .get(input)
+        .unwrap_or_else(|| panic!("no scale for input {input}"))
+        .get();
     assert!(s > 0.0 && s <= 1.0 / 127.0 + 1e-7, "input scale {s}");
 
     // Simulated INT8 on test video 01: both AUCs reported. With 6 calibration windows the
     // streaming AUC stays within a few hundredths of FP32 (docs/benchmarks.md has the numbers
     // of the shipped cache on all six videos).
     let out = ok(&vigil(&[
-        "eval", "--model", pkg_s, "--dataset", ped2().to_str().unwrap(), "--videos", "01",
-        "--simulate-int8", "--json",
+        "eval",
+        "--model",
+        pkg_s,
+        "--dataset",
+        ped2().to_str().unwrap(),
+        "--videos",
+        "01",
+        "--simulate-int8",
+        "--json",
     ]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let fp32 = v["auc_stream_fp32"].as_f64().unwrap();
@@ -120,16 +156,32 @@ fn collect_calibrate_and_simulate_int8() {
     assert!(fp32 > 0.9, "fp32 auc_stream {fp32}");
     assert!((int8 - fp32).abs() < 0.05, "int8 {int8} vs fp32 {fp32}");
     assert_eq!(v["auc_fp32"], v["fp32"]["auc"]);
-    assert!(v["max_abs_stream_score_diff"].as_f64().unwrap() > 0.0, "quantisation changed nothing");
+    assert!(
+        v["max_abs_stream_score_diff"].as_f64().unwrap() > 0.0,
+        "quantisation changed nothing"
+    );
     assert_eq!(v["int8_simulated"]["backend"], "tract-probe");
 
     // A cache of another model is refused with the fix.
-    std::fs::write(pkg.join("calib.cache"), "TRT-8602-EntropyCalibration2\nsomething: 3c010a14\n").unwrap();
+    std::fs::write(
+        pkg.join("calib.cache"),
+        "TRT-8602-EntropyCalibration2\nsomething: 3c010a14\n",
+    )
+    .unwrap();
     let bad = vigil(&[
-        "eval", "--model", pkg_s, "--dataset", ped2().to_str().unwrap(), "--videos", "01",
+        "eval",
+        "--model",
+        pkg_s,
+        "--dataset",
+        ped2().to_str().unwrap(),
+        "--videos",
+        "01",
         "--simulate-int8",
     ]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("names none of the") && err.contains("vigil calib int8"), "{err}");
+    assert!(
+        err.contains("names none of the") && err.contains("vigil calib int8"),
+        "{err}"
+    );
 }

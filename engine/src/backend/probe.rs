@@ -48,7 +48,10 @@ impl ActivationHook for NoHook {
 
 /// Operators TensorRT implements in INT8 (by tract's name for them after decluttering).
 fn runs_in_int8(op: &str) -> bool {
-    matches!(op, "Conv" | "Deconv" | "EinSum" | "MatMul" | "MaxPool" | "SumPool")
+    matches!(
+        op,
+        "Conv" | "Deconv" | "EinSum" | "MatMul" | "MaxPool" | "SumPool"
+    )
 }
 
 pub struct ProbeBackend<H> {
@@ -171,8 +174,9 @@ impl<H: ActivationHook> Backend for ProbeBackend<H> {
                 let Some(act) = labels[node.id].get(slot).and_then(Option::as_ref) else {
                     continue;
                 };
-                let mut t = std::mem::replace(value, tract_onnx::prelude::Tensor::default().into_tvalue())
-                    .into_tensor();
+                let mut t =
+                    std::mem::replace(value, tract_onnx::prelude::Tensor::default().into_tvalue())
+                        .into_tensor();
                 {
                     // Element order does not matter to the hooks (statistics, element-wise
                     // quantisation), so the storage is handed over as it lies.

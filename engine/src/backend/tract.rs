@@ -110,7 +110,10 @@ impl Backend for TractBackend {
 }
 
 /// The caller's inputs as tract values, in the graph's order.
-pub(super) fn graph_inputs(graph_in: &[usize], inputs: &[Tensor]) -> Result<TVec<TValue>, BackendError> {
+pub(super) fn graph_inputs(
+    graph_in: &[usize],
+    inputs: &[Tensor],
+) -> Result<TVec<TValue>, BackendError> {
     graph_in
         .iter()
         .map(|&i| {
