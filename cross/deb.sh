@@ -9,7 +9,7 @@
 #   - the unpacked aarch64 binary, under qemu, passes `vigil check` on the unpacked default
 #     config with the unpacked model package.
 #
-#   bash cross/build.sh && bash cross/deb.sh        # -> target/aarch64-unknown-linux-gnu/debian/
+#   bash cross/build.sh && bash cross/deb.sh        # -> target/debian/vigil_<version>-1_arm64.deb
 #
 # amd64: `cargo deb -p vigil` on an x86-64 build host (not run in CI: a second release build).
 set -euo pipefail
