@@ -9,8 +9,7 @@
 //! TensorRT's calibration cache uses. It is several times slower than [`super::tract`]; it is
 //! for offline calibration and evaluation, never for `vigil run`.
 
-use super::onnx::read_interface;
-use super::tract::{copy_outputs, graph_inputs, load_err, permutation};
+use super::tract::{copy_outputs, graph_inputs, load_err, load_pinned};
 use super::{check_shapes, Backend, BackendError, TensorSpec};
 use crate::tensor::Tensor;
 use std::path::Path;
@@ -73,17 +72,7 @@ impl<H: ActivationHook> ProbeBackend<H> {
         outputs: &[TensorSpec],
         hook: H,
     ) -> Result<Self, BackendError> {
-        let iface = read_interface(path).map_err(|e| load_err(path, e))?;
-        let graph_in = permutation(&iface.inputs, inputs, path)?;
-        let graph_out = permutation(&iface.outputs, outputs, path)?;
-        let mut model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| load_err(path, format!("{e:#}")))?;
-        for (i, &spec_i) in graph_in.iter().enumerate() {
-            model
-                .set_input_fact(i, f32::fact(inputs[spec_i].shape.clone()).into())
-                .map_err(|e| load_err(path, format!("{e:#}")))?;
-        }
+        let (model, graph_in, graph_out) = load_pinned(path, inputs, outputs)?;
         let typed = model
             .into_typed()
             .and_then(|m| m.into_decluttered())

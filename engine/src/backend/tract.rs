@@ -60,17 +60,7 @@ impl TractBackend {
         inputs: &[TensorSpec],
         outputs: &[TensorSpec],
     ) -> Result<Self, BackendError> {
-        let iface = read_interface(path).map_err(|e| load_err(path, e))?;
-        let graph_in = permutation(&iface.inputs, inputs, path)?;
-        let graph_out = permutation(&iface.outputs, outputs, path)?;
-        let mut model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| load_err(path, format!("{e:#}")))?;
-        for (i, &spec_i) in graph_in.iter().enumerate() {
-            model
-                .set_input_fact(i, f32::fact(inputs[spec_i].shape.clone()).into())
-                .map_err(|e| load_err(path, format!("{e:#}")))?;
-        }
+        let (model, graph_in, graph_out) = load_pinned(path, inputs, outputs)?;
         let plan = model
             .into_optimized()
             .and_then(|m| m.into_runnable())
@@ -107,6 +97,27 @@ impl Backend for TractBackend {
             .map_err(|e| BackendError::Run(format!("{e:#}")))?;
         copy_outputs(&result, &self.graph_out, &self.outputs, outputs)
     }
+}
+
+/// The ONNX graph with its inputs pinned to the specs' static shapes, and the positions of the
+/// graph's inputs and outputs among the caller's specs.
+pub(super) fn load_pinned(
+    path: &Path,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+) -> Result<(InferenceModel, Vec<usize>, Vec<usize>), BackendError> {
+    let iface = read_interface(path).map_err(|e| load_err(path, e))?;
+    let graph_in = permutation(&iface.inputs, inputs, path)?;
+    let graph_out = permutation(&iface.outputs, outputs, path)?;
+    let mut model = tract_onnx::onnx()
+        .model_for_path(path)
+        .map_err(|e| load_err(path, format!("{e:#}")))?;
+    for (i, &spec_i) in graph_in.iter().enumerate() {
+        model
+            .set_input_fact(i, f32::fact(inputs[spec_i].shape.clone()).into())
+            .map_err(|e| load_err(path, format!("{e:#}")))?;
+    }
+    Ok((model, graph_in, graph_out))
 }
 
 /// The caller's inputs as tract values, in the graph's order.
