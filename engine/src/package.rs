@@ -286,16 +286,28 @@ impl ModelPackage {
             path: path.clone(),
             source,
         };
-        let tmp = self.dir.join(format!(".{MANIFEST}.tmp"));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(text.as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(())
+        write_atomically(&path, text.as_bytes()).map_err(io)
     }
+}
+
+/// Replaces `path` with `bytes` so that a reader (or a power cut) sees the old file or the new
+/// one, never a torn mix: a temporary file in the same directory, fsync, rename. Used for the
+/// manifest and for the calibration cache a package carries.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path names no file")
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 fn check_io(manifest: &[TensorSpec], graph: &[TensorSpec], what: &str) -> Result<(), String> {

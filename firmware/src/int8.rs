@@ -228,7 +228,7 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
         .out
         .clone()
         .unwrap_or_else(|| args.model.join(CACHE_FILE));
-    write_atomically(&out, cache.to_string().as_bytes())
+    vigil_engine::package::write_atomically(&out, cache.to_string().as_bytes())
         .with_context(|| format!("writing the calibration cache {}", out.display()))?;
     println!(
         "wrote {} ({} tensors, {} header, {} windows of {})",
@@ -239,19 +239,6 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
         ds.root.display()
     );
     Ok(out)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Quantise-dequantise at the cache's scales.
