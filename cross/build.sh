@@ -6,7 +6,7 @@
 #   bash cross/build.sh dev        # dev profile (faster to build, for trying things)
 #
 # Installs what it needs, once: the rustup target, zig (the `ziglang` wheel from PyPI, in
-# cross/.venv) as the C toolchain and linker, and cargo-zigbuild. The V4L2 bindings are generated
+# .venv or cross/.venv) as the C toolchain and linker, and cargo-zigbuild. The V4L2 bindings are generated
 # by bindgen against the Linux UAPI headers that zig ships. Then checks the result: an aarch64
 # ELF whose highest GLIBC symbol version is <= 2.31.
 set -euo pipefail
@@ -19,9 +19,17 @@ ZIGLANG_VERSION=0.17.1
 ZIGBUILD_VERSION=0.24.1
 
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
-venv="$root/cross/.venv"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
+# The tests' venv (tests/bootstrap.sh test) serves when it is there: one venv less on disk.
+venv="$root/.venv"
+[ -x "$venv/bin/pip" ] || venv="$root/cross/.venv"
+if [ ! -x "$venv/bin/pip" ]; then
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv"; then
+    echo "cross: cannot create a Python venv in $venv for zig (python3 is $(command -v python3));" \
+      "install python3-venv and check free space:" >&2
+    df -h "$root" "${TMPDIR:-/tmp}" >&2
+    exit 1
+  fi
 fi
 "$venv/bin/python" -c "import ziglang" 2>/dev/null || "$venv/bin/pip" install -q "ziglang==$ZIGLANG_VERSION"
 command -v cargo-zigbuild >/dev/null || cargo install -q --locked cargo-zigbuild --version "$ZIGBUILD_VERSION"
