@@ -74,6 +74,14 @@ pub struct OutboxConfig {
     /// Oldest events are dropped (and counted in health) beyond this many.
     #[serde(default = "default_outbox_max")]
     pub max_messages: usize,
+    /// Most disk space the journal may take, in MiB (oldest segment dropped beyond it).
+    #[serde(default = "default_outbox_max_mb")]
+    pub max_mb: u64,
+    /// `"always"`: every event is on the storage device before it is sent (default);
+    /// `"never"`: leave flushing to the kernel (less flash wear; a power cut may lose the
+    /// last seconds of events). docs/reliability.md.
+    #[serde(default)]
+    pub fsync: crate::mqtt::FsyncPolicy,
 }
 
 impl Default for OutboxConfig {
@@ -81,6 +89,18 @@ impl Default for OutboxConfig {
         Self {
             dir: default_outbox_dir(),
             max_messages: default_outbox_max(),
+            max_mb: default_outbox_max_mb(),
+            fsync: Default::default(),
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn options(&self) -> crate::mqtt::OutboxOptions {
+        crate::mqtt::OutboxOptions {
+            max_messages: self.max_messages,
+            max_bytes: self.max_mb.saturating_mul(1024 * 1024),
+            fsync: self.fsync,
         }
     }
 }
@@ -90,6 +110,9 @@ fn default_outbox_dir() -> PathBuf {
 }
 fn default_outbox_max() -> usize {
     10_000
+}
+fn default_outbox_max_mb() -> u64 {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +214,12 @@ impl Config {
             .map_err(|e| invalid("mqtt", e.to_string()))?;
         if self.outbox.max_messages == 0 {
             return Err(invalid("outbox.max_messages", "must be at least 1".into()));
+        }
+        if self.outbox.max_mb == 0 || self.outbox.max_mb > 1024 * 1024 {
+            return Err(invalid(
+                "outbox.max_mb",
+                format!("{} is out of range: give 1 to 1048576 MiB", self.outbox.max_mb),
+            ));
         }
         if self.cameras.is_empty() {
             return Err(invalid(

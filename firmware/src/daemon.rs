@@ -34,7 +34,7 @@ pub fn run_with_observer(
     stop: Arc<AtomicBool>,
     observer: Option<Sender<Observed>>,
 ) -> Result<()> {
-    let outbox = Outbox::open(&cfg.outbox.dir, cfg.outbox.max_messages).with_context(|| {
+    let outbox = Outbox::open_with(&cfg.outbox.dir, cfg.outbox.options()).with_context(|| {
         format!(
             "outbox {} (set [outbox] dir to a writable, persistent directory)",
             cfg.outbox.dir.display()
@@ -156,6 +156,8 @@ fn health(
         cameras: stats.iter().map(|s| s.health()).collect(),
         outbox_depth: p.outbox_depth as u64,
         outbox_dropped: p.outbox_dropped,
+        outbox_corrupt: p.outbox_corrupt,
+        outbox_error: p.outbox_error.clone(),
         broker: if p.connected {
             BrokerState::Connected
         } else {

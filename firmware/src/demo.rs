@@ -90,6 +90,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         outbox: OutboxConfig {
             dir: outbox.clone(),
             max_messages: 1000,
+            ..OutboxConfig::default()
         },
         health: HealthConfig { interval_s: 5 },
         engines: Default::default(),

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod detector;
 pub mod eval;
+pub mod fuzzing;
 pub mod int8;
 pub mod logging;
 pub mod mqtt;

@@ -159,16 +159,40 @@ fn main() {
     }
 }
 
+/// The broker password may come from the environment (a systemd `LoadCredential=` or
+/// `EnvironmentFile=`), which keeps it out of the config file; it wins over the file's keys.
+const PASSWORD_ENV: &str = "VIGIL_MQTT_PASSWORD";
+
+fn load_config(path: &std::path::Path) -> Result<Config> {
+    let mut cfg = Config::load(path)?;
+    if let Some(pw) = std::env::var_os(PASSWORD_ENV) {
+        let pw = pw
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?;
+        anyhow::ensure!(
+            cfg.mqtt.username.is_some(),
+            "{PASSWORD_ENV} is set but [mqtt] username is not; MQTT needs both"
+        );
+        cfg.mqtt.password = Some(pw);
+        cfg.mqtt.password_file = None;
+    }
+    Ok(cfg)
+}
+
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Run { config } => {
-            let cfg = Config::load(&config)?;
+            let cfg = load_config(&config)?;
             let stop = Arc::new(AtomicBool::new(false));
             vigil::daemon::install_signal_handlers(&stop)?;
             vigil::daemon::run(&cfg, stop)
         }
         Cmd::Check { config } => {
-            let cfg = Config::load(&config)?;
+            let cfg = load_config(&config)?;
+            // Secrets and TLS files are read here too, so their mistakes show before a start.
+            cfg.mqtt
+                .mqtt_options()
+                .with_context(|| format!("config {}: [mqtt]", config.display()))?;
             for cam in &cfg.cameras {
                 let pkg = ModelPackage::load(&cam.model)
                     .with_context(|| format!("camera {}", cam.name))?;

@@ -48,6 +48,8 @@ pub struct CameraStats {
     pub frames: AtomicU64,
     pub scored: AtomicU64,
     pub transient_errors: AtomicU64,
+    /// Times the camera went away and was reopened.
+    pub reconnects: AtomicU64,
     pub dropped: AtomicU64,
     pub queue_depth: AtomicU64,
     state: Mutex<CameraState>,
@@ -61,6 +63,7 @@ impl CameraStats {
             frames: AtomicU64::new(0),
             scored: AtomicU64::new(0),
             transient_errors: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             state: Mutex::new(CameraState::Starting),
@@ -165,10 +168,20 @@ pub fn spawn_camera(
     let capture = {
         let (ring, stats, stop, name) =
             (ring.clone(), stats.clone(), stop.clone(), cfg.name.clone());
+        let source_cfg = cfg.source.clone();
         std::thread::Builder::new()
             .name(format!("capture-{name}"))
             .spawn(move || {
-                let r = capture_loop(src.as_mut(), &ring, &stats, &stop, lossless);
+                let mut reopen = || source::open(&source_cfg);
+                let r = capture_loop(
+                    &mut src,
+                    &mut reopen,
+                    &ring,
+                    &stats,
+                    &stop,
+                    lossless,
+                    RECONNECT,
+                );
                 ring.close();
                 if let Err(e) = &r {
                     stats.set_state(CameraState::Failed);
@@ -240,12 +253,106 @@ impl RateLimit {
     }
 }
 
+/// Delays between attempts to reopen a camera that went away: short at first (a USB hub reset
+/// takes about a second), growing to a bound. The bound stays under the systemd watchdog's
+/// stall limit (half of `WatchdogSec=10s`): every attempt counts as progress, so a camera that
+/// is unplugged does not get the whole service restarted, while a reopen that hangs in the
+/// driver still does.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    first: Duration,
+    max: Duration,
+}
+
+const RECONNECT: Backoff = Backoff {
+    first: Duration::from_millis(250),
+    max: Duration::from_secs(2),
+};
+
+type BoxedSource = Box<dyn source::FrameSource + Send>;
+
+/// Sleeps `d` (plus up to a quarter of jitter, so cameras on one hub do not retry in lockstep)
+/// in short slices; false if a stop was requested meanwhile.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
+    let jitter = d.mul_f64(f64::from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos() % 1000),
+    ) / 4000.0);
+    let until = Instant::now() + d + jitter;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+/// Reopens the camera after `cause` until it works, a stop is requested (`Ok(false)`), or the
+/// reopen fails for a reason retrying cannot fix.
+fn reconnect(
+    src: &mut BoxedSource,
+    reopen: &mut dyn FnMut() -> Result<BoxedSource, source::SourceError>,
+    stats: &CameraStats,
+    stop: &AtomicBool,
+    backoff: Backoff,
+    cause: &source::SourceError,
+) -> Result<bool> {
+    stats.set_state(CameraState::Reconnecting);
+    log::warn!("camera {}: {cause}", stats.name);
+    let mut delay = backoff.first;
+    let mut attempts = 0u32;
+    let since = Instant::now();
+    let mut warn = RateLimit {
+        last: None,
+        suppressed: 0,
+    };
+    loop {
+        if !sleep_unless_stopped(delay, stop) {
+            return Ok(false);
+        }
+        attempts += 1;
+        stats.transient_errors.fetch_add(1, Ordering::Relaxed);
+        match reopen() {
+            Ok(new) => {
+                *src = new;
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                log::info!(
+                    "camera {}: reopened after {attempts} attempt(s), {:.1} s without frames: {}",
+                    stats.name,
+                    since.elapsed().as_secs_f32(),
+                    src.describe()
+                );
+                stats.set_state(CameraState::Starting);
+                return Ok(true);
+            }
+            Err(e) if e.needs_reopen() => {
+                if let Some(n) = warn.allow(Duration::from_secs(60)) {
+                    log::warn!(
+                        "camera {}: still unavailable after {attempts} attempt(s): {e} \
+                         (retrying every {:?} at most; {n} similar suppressed)",
+                        stats.name,
+                        backoff.max
+                    );
+                }
+                delay = (delay * 2).min(backoff.max);
+            }
+            Err(e) => {
+                return Err(e).context(format!("camera {}: reopening", stats.name));
+            }
+        }
+    }
+}
+
 fn capture_loop(
-    src: &mut (dyn source::FrameSource + Send),
+    src: &mut BoxedSource,
+    reopen: &mut dyn FnMut() -> Result<BoxedSource, source::SourceError>,
     ring: &Ring,
     stats: &CameraStats,
     stop: &AtomicBool,
     lossless: bool,
+    reopen_backoff: Backoff,
 ) -> Result<()> {
     let mut warn = RateLimit {
         last: None,
@@ -294,6 +401,14 @@ fn capture_loop(
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
+            Err(e) if e.needs_reopen() => {
+                ring.release(frame);
+                // A new stream's frame numbers start afresh; the recipe's window notices the
+                // jump and restarts instead of mixing frames from before and after the gap.
+                if !reconnect(src, reopen, stats, stop, reopen_backoff, &e)? {
+                    break;
+                }
+            }
             Err(e) => {
                 ring.release(frame);
                 return Err(e).context(format!("camera {}", stats.name));
@@ -315,6 +430,7 @@ fn inference_loop(
         last: None,
         suppressed: 0,
     };
+    let mut last_index: Option<u64> = None;
     loop {
         let Some(frame) = ring.pop_timeout(Duration::from_millis(200)) else {
             if ring.is_closed() {
@@ -346,6 +462,19 @@ fn inference_loop(
             }
         };
         stats.scored.fetch_add(1, Ordering::Relaxed);
+        if last_index.is_some_and(|last| scored.frame_index <= last) {
+            // A new stream (a looped replay, a reopened camera) numbers its frames afresh. An
+            // event open in the old stream cannot be assumed to go on in the new one: close it.
+            log::info!(
+                "camera {}: a new stream starts at frame {}; closing any open event",
+                stats.name,
+                scored.frame_index
+            );
+            if let Some(msg) = detector.finish() {
+                emit(publisher, observer, msg);
+            }
+        }
+        last_index = Some(scored.frame_index);
         let (score, msg) = detector
             .process(&scored, analyzer.error_map())
             .with_context(|| {
@@ -369,25 +498,162 @@ fn inference_loop(
 }
 
 fn emit(publisher: &Publisher, observer: Option<&Sender<Observed>>, msg: EventMessage) {
-    log::info!(
-        "event {} {} camera {} frame {} score {:.3} peak {:.3}",
-        msg.kind,
-        msg.id,
-        msg.camera,
-        msg.frame,
-        msg.score,
-        msg.peak_score
-    );
-    if let Err(e) = publisher.publish_event(&msg) {
-        // The outbox could not take it (disk full, read-only): detection goes on; the message
-        // is lost and says so loudly.
-        log::error!(
-            "event {} {} could not be stored for publishing: {e}",
+    // Logged once the outbox holds it, so the log lists exactly the events that were accepted
+    // for delivery (the fault tests compare it with what the broker delivered).
+    match publisher.publish_event(&msg) {
+        Ok(seq) => log::info!(
+            "event {} {} camera {} frame {} score {:.3} peak {:.3} (outbox #{seq})",
             msg.kind,
-            msg.id
-        );
+            msg.id,
+            msg.camera,
+            msg.frame,
+            msg.score,
+            msg.peak_score
+        ),
+        // Only a message that can never be sent (shutting down, invalid) gets here: a full or
+        // read-only disk is absorbed by the outbox, which keeps the event in memory.
+        Err(e) => log::error!(
+            "event {} {} camera {} frame {} could not be queued for publishing: {e}",
+            msg.kind,
+            msg.id,
+            msg.camera,
+            msg.frame
+        ),
     }
     if let Some(o) = observer {
         let _ = o.send(Observed::Event(msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{FrameSource, SourceError};
+    use std::sync::atomic::AtomicUsize;
+    use vigil_engine::frame::Frame;
+
+    /// A camera double: frames numbered from 0, then the device vanishes after `vanish_after`
+    /// frames (if set), else the stream ends after `end_after`.
+    struct Camera {
+        next: u64,
+        vanish_after: Option<u64>,
+        end_after: u64,
+    }
+
+    impl FrameSource for Camera {
+        fn next_into(&mut self, frame: &mut Frame) -> Result<Next, SourceError> {
+            if Some(self.next) == self.vanish_after {
+                return Err(SourceError::Disconnected {
+                    device: "/dev/video7".into(),
+                });
+            }
+            if self.next >= self.end_after {
+                return Ok(Next::EndOfStream);
+            }
+            frame.index = self.next;
+            self.next += 1;
+            Ok(Next::Frame)
+        }
+        fn describe(&self) -> String {
+            "double".into()
+        }
+        fn nominal_fps(&self) -> Option<f32> {
+            None
+        }
+    }
+
+    const FAST: Backoff = Backoff {
+        first: Duration::from_millis(1),
+        max: Duration::from_millis(4),
+    };
+
+    fn ring() -> Arc<Ring> {
+        Arc::new(Ring::new(
+            Geometry::new(4, 4, PixelLayout::Gray8).expect("4x4 is valid"),
+        ))
+    }
+
+    /// Drains the ring on a thread, returning the frame indices it saw.
+    fn drain(ring: Arc<Ring>) -> std::thread::JoinHandle<Vec<u64>> {
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while let Some(f) = ring.pop_timeout(Duration::from_secs(5)) {
+                seen.push(f.index);
+                ring.release(f);
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn a_vanished_camera_is_reopened_with_backoff_and_the_stream_goes_on() {
+        let ring = ring();
+        let consumer = drain(ring.clone());
+        let stats = CameraStats::new("cam");
+        let stop = AtomicBool::new(false);
+        let mut src: BoxedSource = Box::new(Camera {
+            next: 0,
+            vanish_after: Some(5),
+            end_after: 100,
+        });
+        // Unplugged for two attempts, then back (a new stream, numbered from 0 again).
+        let attempts = AtomicUsize::new(0);
+        let mut reopen = || -> Result<BoxedSource, SourceError> {
+            if attempts.fetch_add(1, Ordering::SeqCst) < 2 {
+                return Err(SourceError::DeviceMissing {
+                    device: "/dev/video7".into(),
+                });
+            }
+            Ok(Box::new(Camera {
+                next: 0,
+                vanish_after: None,
+                end_after: 3,
+            }))
+        };
+        capture_loop(&mut src, &mut reopen, &ring, &stats, &stop, true, FAST).unwrap();
+        ring.close();
+        let seen = consumer.join().unwrap();
+        assert_eq!(seen, vec![0, 1, 2, 3, 4, 0, 1, 2]);
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        assert_eq!(stats.reconnects.load(Ordering::Relaxed), 1);
+        // Every attempt counted as liveness for the watchdog.
+        assert_eq!(stats.transient_errors.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.frames.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn a_stop_during_reconnect_ends_the_loop_and_a_config_error_is_fatal() {
+        let ring = ring();
+        let stats = CameraStats::new("cam");
+        let stop = AtomicBool::new(false);
+        let mut src: BoxedSource = Box::new(Camera {
+            next: 0,
+            vanish_after: Some(0),
+            end_after: 100,
+        });
+        let mut reopen = || -> Result<BoxedSource, SourceError> {
+            stop.store(true, Ordering::SeqCst);
+            Err(SourceError::DeviceMissing {
+                device: "/dev/video7".into(),
+            })
+        };
+        capture_loop(&mut src, &mut reopen, &ring, &stats, &stop, false, FAST).unwrap();
+        assert_eq!(stats.state(), CameraState::Reconnecting);
+
+        // A reopen that fails for a reason retrying cannot fix is reported, not retried.
+        let stop = AtomicBool::new(false);
+        let mut src: BoxedSource = Box::new(Camera {
+            next: 0,
+            vanish_after: Some(0),
+            end_after: 100,
+        });
+        let mut reopen = || -> Result<BoxedSource, SourceError> {
+            Err(SourceError::PermissionDenied {
+                device: "/dev/video7".into(),
+            })
+        };
+        let err = capture_loop(&mut src, &mut reopen, &ring, &stats, &stop, false, FAST)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("permission denied"), "{err:#}");
     }
 }

@@ -110,6 +110,36 @@ impl Mosquitto {
         Self::start_with(true)
     }
 
+    /// As [`Mosquitto::start_persistent`], and the broker also saves its state after every
+    /// change, so that even a SIGKILL ([`Mosquitto::kill`]) keeps subscriptions and queued
+    /// messages: the fault tests crash the broker and must not blame the device for what a
+    /// broker without a saved session forgets.
+    pub fn start_crash_safe() -> Mosquitto {
+        Self::start_edited(true, |conf, _| {
+            conf.replace(
+                "autosave_interval 0\n",
+                "autosave_on_changes true\nautosave_interval 1\n",
+            )
+        })
+    }
+
+    /// Starts mosquitto with its configuration edited by `edit` (given the default text, with
+    /// the plain anonymous listener on [`Mosquitto::port`] first) and the broker's directory
+    /// ([`Mosquitto::dir`], removed with it), where `edit` may put certificates and password
+    /// files.
+    pub fn start_edited(
+        persistent: bool,
+        edit: impl FnOnce(String, &Path) -> String,
+    ) -> Mosquitto {
+        let mut m = Self::start_with(persistent);
+        m.stop();
+        let conf = fs::read_to_string(&m.conf).expect("cannot read mosquitto.conf");
+        let edited = edit(conf, m.dir.path());
+        fs::write(&m.conf, edited).expect("cannot write mosquitto.conf");
+        m.spawn();
+        m
+    }
+
     fn start_with(persistent: bool) -> Mosquitto {
         let dir = tempfile::Builder::new()
             .prefix("vigil-mosquitto-")
@@ -721,4 +751,30 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &LinkShared) {
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
+}
+
+/// Sequence numbers of the event messages pending in the outbox journal in `dir`, read straight
+/// from the segment files (independently of the `Outbox` that may have them open), in order.
+pub fn journal_pending(dir: &Path) -> Vec<u64> {
+    use vigil::mqtt::journal::{decode, Record};
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut pending = std::collections::BTreeSet::new();
+    for p in names {
+        let bytes = fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+        for r in decode(&bytes).records {
+            match r {
+                Record::Event { seq, .. } => pending.insert(seq),
+                Record::Done { seq } => pending.remove(&seq),
+            };
+        }
+    }
+    pending.into_iter().collect()
 }

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::env;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use vigil::mqtt::message::{
 };
 use vigil::mqtt::{MqttConfig, Outbox, Publisher};
 use vigil_tests::{
-    repo_root, validate_against_schema, wait_until, FlakyLink, Message, Mosquitto, Subscriber,
+    journal_pending, repo_root, validate_against_schema, wait_until, FlakyLink, Message, Mosquitto, Subscriber,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -92,15 +92,6 @@ fn statuses(msgs: &[Message], device: &str) -> Vec<String> {
         .collect()
 }
 
-fn json_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-                .count()
-        })
-        .unwrap_or(0)
-}
 
 #[test]
 fn events_published_while_connected_arrive_and_match_the_schema() {
@@ -168,7 +159,7 @@ fn events_published_while_connected_arrive_and_match_the_schema() {
     wait_until("an empty outbox", LONG, || {
         publisher.stats().outbox_depth == 0
     });
-    assert_eq!(json_files(&outbox_dir), 0);
+    assert_eq!(journal_pending(&outbox_dir).len(), 0);
 
     // Health: retained JSON that validates, with the publisher's own outbox numbers.
     let health = Health {
@@ -185,6 +176,8 @@ fn events_published_while_connected_arrive_and_match_the_schema() {
         }],
         outbox_depth: 999,
         outbox_dropped: 999,
+        outbox_corrupt: 999,
+        outbox_error: Some("stale".into()),
         broker: BrokerState::Disconnected,
     };
     publisher.publish_health(&health).unwrap();
@@ -258,7 +251,7 @@ fn events_published_during_a_broker_outage_arrive_in_order_after_it_returns() {
     }
     // Nothing can be acknowledged without a broker: all N wait on disk.
     assert_eq!(publisher.stats().outbox_depth, N as usize);
-    assert_eq!(json_files(&outbox_dir), N as usize);
+    assert_eq!(journal_pending(&outbox_dir).len(), N as usize);
     assert!(!publisher.is_connected());
     // Keep the broker away long enough for several reconnect attempts to fail.
     thread::sleep(Duration::from_secs(2));
@@ -291,7 +284,7 @@ fn events_published_during_a_broker_outage_arrive_in_order_after_it_returns() {
     wait_until("the outbox to drain after reconnecting", LONG, || {
         publisher.stats().outbox_depth == 0
     });
-    assert_eq!(json_files(&outbox_dir), 0);
+    assert_eq!(journal_pending(&outbox_dir).len(), 0);
     assert_eq!(publisher.stats().outbox_dropped, 0);
     assert!(publisher.is_connected());
     let report = publisher.shutdown(Duration::from_secs(20));
@@ -374,7 +367,7 @@ fn events_lost_in_flight_by_a_network_partition_are_resent_in_order() {
     wait_until("the outbox to drain", LONG, || {
         publisher.stats().outbox_depth == 0
     });
-    assert_eq!(json_files(&outbox_dir), 0);
+    assert_eq!(journal_pending(&outbox_dir).len(), 0);
     assert!(
         publisher
             .shutdown(Duration::from_secs(20))
@@ -408,7 +401,7 @@ fn unacknowledged_events_survive_a_publisher_restart() {
     assert_eq!(report.outbox_depth, 5);
     assert!(!report.stopped_published);
     drop(first_run);
-    assert_eq!(json_files(&outbox_dir), 5);
+    assert_eq!(journal_pending(&outbox_dir).len(), 5);
 
     // Second run, broker back: the backlog goes out first, in order.
     broker.restart();
@@ -434,7 +427,7 @@ fn unacknowledged_events_survive_a_publisher_restart() {
     wait_until("the outbox to drain", LONG, || {
         second_run.stats().outbox_depth == 0
     });
-    assert_eq!(json_files(&outbox_dir), 0);
+    assert_eq!(journal_pending(&outbox_dir).len(), 0);
     assert!(
         second_run
             .shutdown(Duration::from_secs(20))
@@ -595,6 +588,6 @@ fn invalid_events_are_refused_before_they_reach_the_outbox() {
     bad_score.peak_score = f32::INFINITY;
     assert!(publisher.publish_event(&bad_score).is_err());
     assert_eq!(publisher.stats().outbox_depth, 0);
-    assert_eq!(json_files(&outbox_dir), 0);
+    assert_eq!(journal_pending(&outbox_dir).len(), 0);
     publisher.shutdown(Duration::from_secs(20));
 }

@@ -378,6 +378,13 @@ pub struct Health {
     pub outbox_depth: u64,
     /// Event messages discarded (oldest first) because the outbox was full.
     pub outbox_dropped: u64,
+    /// Damaged journal segments found (and cut back to their valid prefix) at start.
+    #[serde(default)]
+    pub outbox_corrupt: u64,
+    /// Set while the outbox cannot write (disk full, read-only): events are then held in memory
+    /// only. Absent when writing works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_error: Option<String>,
     pub broker: BrokerState,
 }
 
@@ -635,6 +642,8 @@ mod tests {
             }],
             outbox_depth: 0,
             outbox_dropped: 0,
+            outbox_corrupt: 0,
+            outbox_error: None,
             broker: BrokerState::Connected,
         };
         assert_eq!(h.validate(), Ok(()));

@@ -2,15 +2,17 @@
 //! ([`outbox`]) and the client that delivers them ([`publisher`]). The contract is documented
 //! for consumers in `docs/mqtt.md` and as JSON Schema in `docs/schemas/`.
 
+pub mod journal;
 pub mod message;
 pub mod outbox;
 pub mod publisher;
+pub mod security;
 
 pub use message::{
     events_topic, health_topic, status_topic, BrokerState, CameraHealth, CameraState, EventKind,
     EventMessage, Health, Region, TopicError,
 };
-pub use outbox::{Outbox, OutboxEntry, OutboxError};
+pub use outbox::{FsyncPolicy, Outbox, OutboxEntry, OutboxError, OutboxOptions};
 pub use publisher::{
     Delivered, MqttConfig, Publisher, PublisherError, PublisherStats, ShutdownReport,
 };

@@ -18,7 +18,10 @@
 //!
 //! # Reconnects
 //!
-//! The MQTT session is clean: the outbox, not the broker, is the session state. When the
+//! The MQTT session is clean: the outbox, not the broker, is the session state. (A persistent
+//! session, `clean_session = false`, would make the broker and rumqttc retransmit too, on
+//! their own packet ids, and the pkid-to-sequence mapping below could no longer be exact.
+//! docs/reliability.md compares the two.) When the
 //! connection drops, the io thread waits for the coordinator to forget everything in flight,
 //! then empties rumqttc's own request queue and retry list (so nothing is sent twice by two
 //! mechanisms and the pkid mapping stays exact), sleeps a jittered exponential backoff (capped
@@ -40,7 +43,7 @@ use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender, Try
 use log::{debug, error, info, warn};
 use rumqttc::{
     Client, ConnectReturnCode, Connection, ConnectionError, Event, LastWill, MqttOptions, Outgoing,
-    Packet, QoS,
+    Packet, QoS, TlsConfiguration, Transport,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -110,9 +113,17 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     #[serde(default)]
     pub username: Option<String>,
-    /// Never logged: `Debug` prints it as `<redacted>`.
+    /// Never logged: `Debug` prints it as `<redacted>`. Prefer `password_file` or the
+    /// `VIGIL_MQTT_PASSWORD` environment variable, which keep it out of the config file.
     #[serde(default)]
     pub password: Option<String>,
+    /// File holding the password (first line); must not be readable by other users.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// MQTT over TLS: `{ ca = "...", cert = "...", key = "..." }` (cert and key for brokers
+    /// that require client certificates). Without it the connection is plain TCP.
+    #[serde(default)]
+    pub tls: Option<super::security::TlsConfig>,
     /// This box's name, the second level of every topic (`vigil/<device>/...`).
     pub device: String,
 }
@@ -126,6 +137,8 @@ impl fmt::Debug for MqttConfig {
             .field("keep_alive_s", &self.keep_alive_s)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("tls", &self.tls)
             .field("device", &self.device)
             .finish()
     }
@@ -141,6 +154,8 @@ impl MqttConfig {
             keep_alive_s: default_keep_alive_s(),
             username: None,
             password: None,
+            password_file: None,
+            tls: None,
             device: device.into(),
         }
     }
@@ -175,7 +190,28 @@ impl MqttConfig {
         if self.password.is_some() && self.username.is_none() {
             return bad("mqtt.password is set without mqtt.username; MQTT 3.1.1 needs both".into());
         }
+        if self.password_file.is_some() && self.username.is_none() {
+            return bad(
+                "mqtt.password_file is set without mqtt.username; MQTT 3.1.1 needs both".into(),
+            );
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            return bad("mqtt.password and mqtt.password_file are both set; keep one".into());
+        }
         Ok(())
+    }
+
+    /// The password in effect: `password`, else the first line of `password_file` (whose
+    /// permissions are checked). Never logged.
+    pub fn resolved_password(&self) -> Result<Option<String>, PublisherError> {
+        if let Some(p) = &self.password {
+            return Ok(Some(p.clone()));
+        }
+        self.password_file
+            .as_deref()
+            .map(super::security::read_password)
+            .transpose()
+            .map_err(|e| PublisherError::Config(e.to_string()))
     }
 
     /// The rumqttc options this configuration means, last will included: `offline`,
@@ -197,7 +233,16 @@ impl MqttConfig {
         o.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         o.set_inflight(RUMQTTC_INFLIGHT);
         if let Some(user) = &self.username {
-            o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+            o.set_credentials(
+                user.clone(),
+                self.resolved_password()?.unwrap_or_default(),
+            );
+        }
+        if let Some(tls) = &self.tls {
+            let config = tls
+                .client_config()
+                .map_err(|e| PublisherError::Config(e.to_string()))?;
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
         }
         Ok(o)
     }
@@ -247,12 +292,16 @@ impl Delivered {
 }
 
 /// A snapshot of the publisher's state, for health reports and `vigil demo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublisherStats {
     pub connected: bool,
     pub outbox_depth: usize,
     pub outbox_dropped: u64,
     pub outbox_corrupt: u64,
+    /// Event records that could not be written (held in memory instead), since start.
+    pub outbox_write_failures: u64,
+    /// The outbox's current write failure, if any.
+    pub outbox_error: Option<String>,
 }
 
 /// What [`Publisher::shutdown`] achieved.
@@ -398,7 +447,8 @@ impl Publisher {
     }
 
     /// Validates `msg`, writes it durably to the outbox and queues it for delivery. Returns its
-    /// outbox sequence number once it is on disk; delivery happens in the background (see
+    /// outbox sequence number once it is on disk (or, if the disk refuses the write, held in
+    /// memory and reported: see [`Outbox::push`]); delivery happens in the background (see
     /// [`Publisher::delivered`]). Never waits for the broker.
     pub fn publish_event(&self, msg: &EventMessage) -> Result<u64, PublisherError> {
         if !self.shared.accepting.load(Ordering::SeqCst) {
@@ -438,6 +488,8 @@ impl Publisher {
         let mut h = health.clone();
         h.outbox_depth = stats.outbox_depth as u64;
         h.outbox_dropped = stats.outbox_dropped;
+        h.outbox_corrupt = stats.outbox_corrupt;
+        h.outbox_error = stats.outbox_error.clone();
         h.broker = if stats.connected {
             BrokerState::Connected
         } else {
@@ -470,6 +522,8 @@ impl Publisher {
             outbox_depth: outbox.depth(),
             outbox_dropped: outbox.dropped(),
             outbox_corrupt: outbox.corrupt(),
+            outbox_write_failures: outbox.write_failures(),
+            outbox_error: outbox.last_error().map(str::to_owned),
         }
     }
 

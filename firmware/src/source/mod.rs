@@ -90,7 +90,7 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("camera {device} disappeared (unplugged, or its USB hub reset): check the cable; vigil stops so systemd can restart it once the camera is back")]
+    #[error("camera {device} disappeared (unplugged, or its USB hub reset): check the cable; vigil reopens it with backoff until it is back")]
     Disconnected { device: PathBuf },
     #[error("camera backend `{backend}` is not available in this build: {hint}")]
     BackendUnavailable { backend: &'static str, hint: String },
@@ -147,6 +147,22 @@ impl SourceError {
             SourceError::CorruptFrame { reason, .. } => reason.is_transient(),
             _ => false,
         }
+    }
+
+    /// True when the device itself went away or broke (unplugged, USB reset, busy after a
+    /// reset): the capture loop closes the source and reopens it with backoff, instead of
+    /// giving up on the camera. Configuration mistakes are not among these: retrying them
+    /// would only hide the message.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Disconnected { .. }
+                | SourceError::DeviceMissing { .. }
+                | SourceError::DeviceBusy { .. }
+                | SourceError::Open { .. }
+                | SourceError::Ioctl { .. }
+                | SourceError::Nokhwa { .. }
+        )
     }
 }
 
