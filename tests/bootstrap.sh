@@ -20,6 +20,9 @@ if [ "$mode" = test ]; then
   python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
   # systemd-analyze, systemd-sysusers, systemd-tmpfiles check the files in systemd/
   command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+  # TLS tests make their certificates with openssl; the full-disk test mounts a tmpfs with unshare.
+  command -v openssl >/dev/null || need_apt+=(openssl)
+  command -v unshare >/dev/null || need_apt+=(util-linux)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}"

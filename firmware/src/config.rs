@@ -218,7 +218,10 @@ impl Config {
         if self.outbox.max_mb == 0 || self.outbox.max_mb > 1024 * 1024 {
             return Err(invalid(
                 "outbox.max_mb",
-                format!("{} is out of range: give 1 to 1048576 MiB", self.outbox.max_mb),
+                format!(
+                    "{} is out of range: give 1 to 1048576 MiB",
+                    self.outbox.max_mb
+                ),
             ));
         }
         if self.cameras.is_empty() {

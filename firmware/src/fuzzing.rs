@@ -17,7 +17,10 @@ pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Err(e) = Config::parse(&text, Path::new("fuzz.toml")) {
         let msg = e.to_string();
-        assert!(msg.contains("fuzz.toml"), "error without the file name: {msg}");
+        assert!(
+            msg.contains("fuzz.toml"),
+            "error without the file name: {msg}"
+        );
     }
 }
 
@@ -35,7 +38,11 @@ pub fn outbox_journal(data: &[u8]) {
         let encoded = journal::encode(r, &mut again);
         assert!(encoded.is_some(), "a decoded record must encode: {r:?}");
     }
-    assert_eq!(&again[..], &data[..d.valid_len], "prefix does not round-trip");
+    assert_eq!(
+        &again[..],
+        &data[..d.valid_len],
+        "prefix does not round-trip"
+    );
     let prefix = journal::decode(&data[..d.valid_len]);
     assert!(prefix.damage.is_none());
     assert_eq!(prefix.records.len(), d.records.len());

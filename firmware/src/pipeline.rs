@@ -274,11 +274,13 @@ type BoxedSource = Box<dyn source::FrameSource + Send>;
 /// Sleeps `d` (plus up to a quarter of jitter, so cameras on one hub do not retry in lockstep)
 /// in short slices; false if a stop was requested meanwhile.
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
-    let jitter = d.mul_f64(f64::from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |t| t.subsec_nanos() % 1000),
-    ) / 4000.0);
+    let jitter = d.mul_f64(
+        f64::from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |t| t.subsec_nanos() % 1000),
+        ) / 4000.0,
+    );
     let until = Instant::now() + d + jitter;
     while Instant::now() < until {
         if stop.load(Ordering::Relaxed) {
@@ -652,8 +654,8 @@ mod tests {
                 device: "/dev/video7".into(),
             })
         };
-        let err = capture_loop(&mut src, &mut reopen, &ring, &stats, &stop, false, FAST)
-            .unwrap_err();
+        let err =
+            capture_loop(&mut src, &mut reopen, &ring, &stats, &stop, false, FAST).unwrap_err();
         assert!(format!("{err:#}").contains("permission denied"), "{err:#}");
     }
 }

@@ -7,7 +7,9 @@ use std::fs;
 use std::path::PathBuf;
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
     let mut v: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("seed corpus {} is missing: {e}", dir.display()))
         .map(|e| {
@@ -73,7 +75,10 @@ fn campaign(target: &str, run: fn(&[u8]), per_seed: usize) {
             if r.is_err() {
                 let out = std::env::temp_dir().join(format!("vigil-fuzz-{target}-{i}"));
                 let _ = fs::write(&out, &input);
-                panic!("{target}: mutation {i} of {name} panicked; input saved to {}", out.display());
+                panic!(
+                    "{target}: mutation {i} of {name} panicked; input saved to {}",
+                    out.display()
+                );
             }
         }
     }

@@ -127,10 +127,7 @@ impl Mosquitto {
     /// the plain anonymous listener on [`Mosquitto::port`] first) and the broker's directory
     /// ([`Mosquitto::dir`], removed with it), where `edit` may put certificates and password
     /// files.
-    pub fn start_edited(
-        persistent: bool,
-        edit: impl FnOnce(String, &Path) -> String,
-    ) -> Mosquitto {
+    pub fn start_edited(persistent: bool, edit: impl FnOnce(String, &Path) -> String) -> Mosquitto {
         let mut m = Self::start_with(persistent);
         m.stop();
         let conf = fs::read_to_string(&m.conf).expect("cannot read mosquitto.conf");

@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vigil_tests::{journal_pending, ped2_root, repo_root, vigil_bin, Message, Mosquitto, Subscriber};
+use vigil_tests::{
+    journal_pending, ped2_root, repo_root, vigil_bin, Message, Mosquitto, Subscriber,
+};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -93,7 +95,12 @@ fn video01(extra: &str) -> String {
 
 /// Starts `vigil run` with its log (info) in `log`.
 fn spawn(config: &Path, log: &Path) -> Child {
-    spawn_cmd(Command::new(vigil_bin()).args(["run", "--config"]).arg(config), log)
+    spawn_cmd(
+        Command::new(vigil_bin())
+            .args(["run", "--config"])
+            .arg(config),
+        log,
+    )
 }
 
 fn spawn_cmd(cmd: &mut Command, log: &Path) -> Child {
@@ -172,7 +179,10 @@ fn received(msgs: &[Message]) -> Vec<Ev> {
 
 /// Waits until the consumer has every produced event, then checks the lists are equal.
 fn assert_all_delivered(sub: &Subscriber, want: &[Ev], logs: &str) {
-    assert!(!want.is_empty(), "vigil produced no event; its log:\n{logs}");
+    assert!(
+        !want.is_empty(),
+        "vigil produced no event; its log:\n{logs}"
+    );
     sub.wait_for(|m| received(m).len() >= want.len(), LONG)
         .unwrap_or_else(|e| {
             panic!(
@@ -194,7 +204,11 @@ fn assert_all_delivered(sub: &Subscriber, want: &[Ev], logs: &str) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g, w, "event {i} differs (order or content)");
     }
-    let raw = sub.messages().iter().filter(|m| m.topic.ends_with("/events")).count();
+    let raw = sub
+        .messages()
+        .iter()
+        .filter(|m| m.topic.ends_with("/events"))
+        .count();
     eprintln!(
         "delivered: {} of {} events produced, in order ({} messages before de-duplication)",
         got.len(),
@@ -203,21 +217,26 @@ fn assert_all_delivered(sub: &Subscriber, want: &[Ev], logs: &str) {
     );
 }
 
-fn topic_filter(device: &str) -> String {
-    format!("vigil/{device}/#")
+/// A crash-safe broker, a scratch directory for `device`, and a consumer of its topics.
+fn start(device: &'static str) -> (Mosquitto, Setup, Subscriber) {
+    let broker = Mosquitto::start_crash_safe();
+    let s = Setup::new(device);
+    let sub = Subscriber::start(broker.port(), &format!("vigil/{device}/#"));
+    (broker, s, sub)
 }
 
 fn health(msgs: &[Message], device: &str) -> Vec<serde_json::Value> {
     let t = format!("vigil/{device}/health");
-    msgs.iter().filter(|m| m.topic == t).map(Message::json).collect()
+    msgs.iter()
+        .filter(|m| m.topic == t)
+        .map(Message::json)
+        .collect()
 }
 
 /// (a) The broker is SIGKILLed while video 01 is replayed and comes back 10 s later.
 #[test]
 fn a_broker_killed_mid_replay_loses_no_event() {
-    let mut broker = Mosquitto::start_crash_safe();
-    let s = Setup::new("fault-a");
-    let sub = Subscriber::start(broker.port(), &topic_filter(s.device));
+    let (mut broker, s, sub) = start("fault-a");
     let config = s.config("a", broker.port(), &video01(", fps = 30.0, loop = true"), 5);
     let log = s.log("a");
     let mut vigil = spawn(&config, &log);
@@ -249,9 +268,7 @@ fn a_broker_killed_mid_replay_loses_no_event() {
 /// delivers what the first run had accepted, before its own events.
 #[test]
 fn sigkill_mid_event_then_restart_loses_no_event() {
-    let mut broker = Mosquitto::start_crash_safe();
-    let s = Setup::new("fault-b");
-    let sub = Subscriber::start(broker.port(), &topic_filter(s.device));
+    let (mut broker, s, sub) = start("fault-b");
     let config = s.config("b1", broker.port(), &video01(", fps = 30.0"), 2);
     let log1 = s.log("b1");
     let mut first = spawn(&config, &log1);
@@ -276,10 +293,17 @@ fn sigkill_mid_event_then_restart_loses_no_event() {
     let mut second = spawn(&config2, &log2);
     let status = wait_exit(&mut second, &log2, LONG);
     let second_log = read(&log2);
-    assert!(status.success(), "second run failed: {status}\n{second_log}");
+    assert!(
+        status.success(),
+        "second run failed: {status}\n{second_log}"
+    );
     let mut want = produced(&first_log);
     want.extend(produced(&second_log));
-    assert_all_delivered(&sub, &want, &format!("{first_log}\n--- restart ---\n{second_log}"));
+    assert_all_delivered(
+        &sub,
+        &want,
+        &format!("{first_log}\n--- restart ---\n{second_log}"),
+    );
     assert!(journal_pending(&s.outbox()).is_empty());
 }
 
@@ -287,9 +311,7 @@ fn sigkill_mid_event_then_restart_loses_no_event() {
 /// next start succeeds, delivers the valid prefix and reports the damage.
 #[test]
 fn a_journal_torn_mid_record_delivers_its_valid_prefix() {
-    let mut broker = Mosquitto::start_crash_safe();
-    let s = Setup::new("fault-c");
-    let sub = Subscriber::start(broker.port(), &topic_filter(s.device));
+    let (mut broker, s, sub) = start("fault-c");
     broker.stop();
     // First run with the broker down: every event stays in the journal.
     let config = s.config("c1", broker.port(), &video01(""), 10);
@@ -299,7 +321,10 @@ fn a_journal_torn_mid_record_delivers_its_valid_prefix() {
     let first_log = read(&log1);
     assert!(status.success(), "first run failed: {status}\n{first_log}");
     let accepted = produced(&first_log);
-    assert!(accepted.len() >= 2, "too few events to tear one: {first_log}");
+    assert!(
+        accepted.len() >= 2,
+        "too few events to tear one: {first_log}"
+    );
     assert_eq!(journal_pending(&s.outbox()).len(), accepted.len());
     let mut segments: Vec<PathBuf> = fs::read_dir(s.outbox())
         .unwrap()
@@ -324,7 +349,10 @@ fn a_journal_torn_mid_record_delivers_its_valid_prefix() {
     let mut second = spawn(&config2, &log2);
     let status = wait_exit(&mut second, &log2, LONG);
     let second_log = read(&log2);
-    assert!(status.success(), "second run failed: {status}\n{second_log}");
+    assert!(
+        status.success(),
+        "second run failed: {status}\n{second_log}"
+    );
     assert!(produced(&second_log).is_empty(), "{second_log}");
     assert!(
         second_log.contains("cut off the remaining"),
@@ -344,9 +372,7 @@ fn a_journal_torn_mid_record_delivers_its_valid_prefix() {
 /// is reported in the log and in health.
 #[test]
 fn a_full_disk_is_reported_and_detection_goes_on() {
-    let broker = Mosquitto::start_crash_safe();
-    let s = Setup::new("fault-d");
-    let sub = Subscriber::start(broker.port(), &topic_filter(s.device));
+    let (broker, s, sub) = start("fault-d");
     fs::create_dir_all(s.outbox()).unwrap();
     let config = s.config("d", broker.port(), &video01(""), 10);
     let log = s.log("d");
@@ -359,8 +385,15 @@ fn a_full_disk_is_reported_and_detection_goes_on() {
         config = config.display()
     );
     // Root can mount in a new mount namespace; anyone else needs a user namespace too.
-    let ns = if unsafe { libc::geteuid() } == 0 { "-m" } else { "-rm" };
-    let mut vigil = spawn_cmd(Command::new("unshare").args([ns, "sh", "-c", &script]), &log);
+    let ns = if unsafe { libc::geteuid() } == 0 {
+        "-m"
+    } else {
+        "-rm"
+    };
+    let mut vigil = spawn_cmd(
+        Command::new("unshare").args([ns, "sh", "-c", &script]),
+        &log,
+    );
     let status = wait_exit(&mut vigil, &log, LONG);
     let text = read(&log);
     assert!(
@@ -368,16 +401,21 @@ fn a_full_disk_is_reported_and_detection_goes_on() {
         "this test needs `unshare` (util-linux) and permission to mount a tmpfs in a private \
          mount namespace:\n{text}"
     );
-    assert!(status.success(), "vigil failed on a full disk: {status}\n{text}");
+    assert!(
+        status.success(),
+        "vigil failed on a full disk: {status}\n{text}"
+    );
     assert!(!text.contains("panicked"), "{text}");
     assert!(
         text.contains("No space left on device") && text.contains("kept in memory"),
         "the full disk was not reported:\n{text}"
     );
     assert_all_delivered(&sub, &produced(&text), &text);
-    let reported = health(&sub.messages(), s.device)
-        .iter()
-        .any(|h| h["outbox_error"].as_str().is_some_and(|e| e.contains("No space left")));
+    let reported = health(&sub.messages(), s.device).iter().any(|h| {
+        h["outbox_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left"))
+    });
     assert!(reported, "no health message carried outbox_error");
 }
 
@@ -386,9 +424,7 @@ fn a_full_disk_is_reported_and_detection_goes_on() {
 /// everything it accepted, the closing `end` included, is delivered.
 #[test]
 fn sigterm_during_a_burst_stops_cleanly_and_loses_nothing() {
-    let broker = Mosquitto::start_crash_safe();
-    let s = Setup::new("fault-e");
-    let sub = Subscriber::start(broker.port(), &topic_filter(s.device));
+    let (broker, s, sub) = start("fault-e");
     let config = s.config("e", broker.port(), &video01(", loop = true"), 1);
     let log = s.log("e");
     let mut vigil = spawn(&config, &log);
@@ -399,7 +435,10 @@ fn sigterm_during_a_burst_stops_cleanly_and_loses_nothing() {
     signal(&vigil, libc::SIGTERM);
     let status = wait_exit(&mut vigil, &log, Duration::from_secs(30));
     let text = read(&log);
-    assert!(status.success(), "vigil did not stop cleanly: {status}\n{text}");
+    assert!(
+        status.success(),
+        "vigil did not stop cleanly: {status}\n{text}"
+    );
     assert!(
         text.contains("stopped: 0 event(s) left in the outbox"),
         "{text}"

@@ -19,7 +19,8 @@ use vigil::mqtt::message::{
 };
 use vigil::mqtt::{MqttConfig, Outbox, Publisher};
 use vigil_tests::{
-    journal_pending, repo_root, validate_against_schema, wait_until, FlakyLink, Message, Mosquitto, Subscriber,
+    journal_pending, repo_root, validate_against_schema, wait_until, FlakyLink, Message, Mosquitto,
+    Subscriber,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -91,7 +92,6 @@ fn statuses(msgs: &[Message], device: &str) -> Vec<String> {
         .map(|m| m.payload.clone())
         .collect()
 }
-
 
 #[test]
 fn events_published_while_connected_arrive_and_match_the_schema() {

@@ -34,13 +34,28 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA, and a server and a client certificate signed by it, in `dir`.
 fn make_pki(dir: &Path, ca_name: &str) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
     ca.extend([
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", ca_name,
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        ca_name,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     openssl(dir, &ca);
     for (name, ext) in [
@@ -96,7 +111,11 @@ fn start_tls_broker() -> TlsBroker {
             .args([USER, PASSWORD])
             .output()
             .expect("mosquitto_passwd (package mosquitto) is needed");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         fs::set_permissions(&passwd, fs::Permissions::from_mode(0o644)).unwrap();
         let d = dir.display();
         let text = format!(
@@ -178,7 +197,12 @@ fn events_travel_over_mutual_tls_with_a_password_from_a_file() {
     p.publish_event(&e).unwrap();
     let got = sub
         .wait_for(|m| !m.is_empty(), Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("nothing arrived over TLS: {e}\nbroker log:\n{}", b.broker.log_text()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "nothing arrived over TLS: {e}\nbroker log:\n{}",
+                b.broker.log_text()
+            )
+        });
     assert_eq!(got[0].json()["id"], e.id.as_str());
     assert!(p.shutdown(Duration::from_secs(10)).stopped_published);
     let log = b.broker.log_text();
@@ -199,8 +223,11 @@ fn a_foreign_ca_or_a_wrong_password_never_delivers() {
     let dir = tempfile::tempdir().unwrap();
     let (mut tls, pw) = client_files(&b.pki, dir.path(), 0o600);
     tls.ca = other.path().join("ca.pem");
-    let p = Publisher::start(&config(b.tls_port, tls, pw), Outbox::open(dir.path().join("o1"), 10).unwrap())
-        .unwrap();
+    let p = Publisher::start(
+        &config(b.tls_port, tls, pw),
+        Outbox::open(dir.path().join("o1"), 10).unwrap(),
+    )
+    .unwrap();
     p.publish_event(&event(1)).unwrap();
 
     // The right CA, the wrong password.
@@ -216,7 +243,11 @@ fn a_foreign_ca_or_a_wrong_password_never_delivers() {
     assert!(sub.messages().is_empty(), "{:?}", sub.messages());
     for p in [&p, &p2] {
         assert!(!p.is_connected());
-        assert_eq!(p.stats().outbox_depth, 1, "the event must wait in the outbox");
+        assert_eq!(
+            p.stats().outbox_depth,
+            1,
+            "the event must wait in the outbox"
+        );
     }
 }
 
@@ -225,9 +256,15 @@ fn a_password_file_other_users_can_read_is_refused_at_start() {
     let b = start_tls_broker();
     let dir = tempfile::tempdir().unwrap();
     let (tls, pw) = client_files(&b.pki, dir.path(), 0o644);
-    let err = Publisher::start(&config(b.tls_port, tls, pw), Outbox::open(dir.path().join("o"), 10).unwrap())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("mqtt-password") && err.contains("chmod 640"), "{err}");
+    let err = Publisher::start(
+        &config(b.tls_port, tls, pw),
+        Outbox::open(dir.path().join("o"), 10).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("mqtt-password") && err.contains("chmod 640"),
+        "{err}"
+    );
     assert!(!err.contains(PASSWORD), "{err}");
 }

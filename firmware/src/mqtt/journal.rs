@@ -299,7 +299,12 @@ mod tests {
                 ..
             })
         ));
-        for body in [&[][..], &[9, 0, 0, 0, 0, 0, 0, 0, 0][..], &[2, 1][..], &[1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, b'a'][..]] {
+        for body in [
+            &[][..],
+            &[9, 0, 0, 0, 0, 0, 0, 0, 0][..],
+            &[2, 1][..],
+            &[1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, b'a'][..],
+        ] {
             let mut b = header().to_vec();
             b.extend_from_slice(&(body.len() as u32).to_le_bytes());
             b.extend_from_slice(&crc32fast::hash(body).to_le_bytes());

@@ -53,7 +53,8 @@ pub enum OutboxError {
     EmptyTopic { dir: PathBuf },
     #[error(
         "outbox directory {dir}: message for topic {topic:?} is too large to store \
-         ({bytes} bytes; the limit is {} bytes)", journal::MAX_BODY
+         ({bytes} bytes; the limit is {} bytes)",
+        journal::MAX_BODY
     )]
     TooLarge {
         dir: PathBuf,
@@ -273,11 +274,12 @@ impl Outbox {
             highest_name = highest_name.max(id);
             outbox.replay_segment(id, &mut highest_seq)?;
         }
-        outbox.next_seq = highest_seq.checked_add(1).ok_or_else(|| {
-            OutboxError::SequenceExhausted {
-                dir: outbox.dir.clone(),
-            }
-        })?;
+        outbox.next_seq =
+            highest_seq
+                .checked_add(1)
+                .ok_or_else(|| OutboxError::SequenceExhausted {
+                    dir: outbox.dir.clone(),
+                })?;
         outbox.next_segment = highest_name.saturating_add(1);
         for (seq, held) in &outbox.messages {
             if let Some(seg) = held.segment.and_then(|id| outbox.segments.get_mut(&id)) {
@@ -306,7 +308,8 @@ impl Outbox {
 
     fn replay_segment(&mut self, id: u64, highest_seq: &mut u64) -> Result<(), OutboxError> {
         let path = self.dir.join(segment_name(id));
-        let bytes = fs::read(&path).map_err(|e| self.io_err(format!("read {}", path.display()), e))?;
+        let bytes =
+            fs::read(&path).map_err(|e| self.io_err(format!("read {}", path.display()), e))?;
         let decoded = journal::decode(&bytes);
         for record in &decoded.records {
             match *record {
@@ -335,7 +338,9 @@ impl Outbox {
             None => {}
             Some(Damage::BadHeader) => {
                 self.corrupt += 1;
-                let aside = self.dir.join(format!("{}{CORRUPT_SUFFIX}", segment_name(id)));
+                let aside = self
+                    .dir
+                    .join(format!("{}{CORRUPT_SUFFIX}", segment_name(id)));
                 warn!(
                     "outbox {}: {} is not an outbox segment; moved it to {} and skipped it",
                     self.dir.display(),
@@ -357,13 +362,10 @@ impl Outbox {
                     decoded.records.len(),
                     bytes.len() - decoded.valid_len
                 );
-                let cut = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| {
-                        f.set_len(decoded.valid_len as u64)?;
-                        f.sync_all()
-                    });
+                let cut = OpenOptions::new().write(true).open(&path).and_then(|f| {
+                    f.set_len(decoded.valid_len as u64)?;
+                    f.sync_all()
+                });
                 cut.map_err(|e| self.io_err(format!("truncate {}", path.display()), e))?;
             }
         }
@@ -387,7 +389,10 @@ impl Outbox {
             Ok(stored) if !stored.topic.is_empty() => {
                 self.push(stored.payload.as_bytes(), &stored.topic)?;
                 if let Err(e) = fs::remove_file(&path) {
-                    warn!("outbox: imported {} but cannot delete it: {e}", path.display());
+                    warn!(
+                        "outbox: imported {} but cannot delete it: {e}",
+                        path.display()
+                    );
                 }
             }
             other => {
@@ -503,10 +508,13 @@ impl Outbox {
         };
         let id = active.id;
         let before = self.segments.get(&id).map_or(0, |s| s.bytes);
-        let written = active
-            .file
-            .write_all(&self.buf)
-            .and_then(|()| if sync { active.file.sync_data() } else { Ok(()) });
+        let written = active.file.write_all(&self.buf).and_then(|()| {
+            if sync {
+                active.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = written {
             if active.file.set_len(before).is_err() {
                 self.active = None;
@@ -525,7 +533,10 @@ impl Outbox {
     fn create_segment(&mut self) -> io::Result<Active> {
         let id = self.next_segment;
         let path = self.dir.join(segment_name(id));
-        let mut file = OpenOptions::new().append(true).create_new(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)?;
         // The id is spent even if the header write fails: the file may exist.
         self.next_segment += 1;
         let header = file.write_all(&journal::header()).and_then(|()| {
@@ -712,7 +723,10 @@ impl Outbox {
 
     /// Pending messages held only in memory because their write failed.
     pub fn volatile(&self) -> usize {
-        self.messages.values().filter(|h| h.segment.is_none()).count()
+        self.messages
+            .values()
+            .filter(|h| h.segment.is_none())
+            .count()
     }
 
     /// The last write failure, until a later write succeeds.
@@ -803,12 +817,22 @@ mod tests {
         let mut o = Outbox::open(dir.path(), 100).unwrap();
         assert_eq!(seqs(&o), vec![1, 3, 5]);
         let payloads: Vec<_> = o.pending().map(|e| e.payload.to_vec()).collect();
-        assert_eq!(payloads, vec![b"{\"n\":0}".to_vec(), b"{\"n\":2}".to_vec(), b"{\"n\":4}".to_vec()]);
+        assert_eq!(
+            payloads,
+            vec![
+                b"{\"n\":0}".to_vec(),
+                b"{\"n\":2}".to_vec(),
+                b"{\"n\":4}".to_vec()
+            ]
+        );
         // Sequence numbers continue after everything ever written, acknowledged ones included.
         assert_eq!(o.push(b"x", "t").unwrap(), 6);
         assert_eq!(o.corrupt(), 0);
         drop(o);
-        assert_eq!(seqs(&Outbox::open(dir.path(), 100).unwrap()), vec![1, 3, 5, 6]);
+        assert_eq!(
+            seqs(&Outbox::open(dir.path(), 100).unwrap()),
+            vec![1, 3, 5, 6]
+        );
     }
 
     #[test]
@@ -880,7 +904,14 @@ mod tests {
         assert!(s.windows(2).all(|w| w[1] == w[0] + 1), "{s:?}");
         drop(o);
         assert_eq!(seqs(&Outbox::open_with(dir.path(), opts).unwrap()), s);
-        assert!(Outbox::open_with(dir.path(), OutboxOptions { max_bytes: 100, ..opts }).is_err());
+        assert!(Outbox::open_with(
+            dir.path(),
+            OutboxOptions {
+                max_bytes: 100,
+                ..opts
+            }
+        )
+        .is_err());
     }
 
     #[test]
@@ -895,11 +926,19 @@ mod tests {
         let seg = &segments(dir.path())[0];
         let full = fs::metadata(seg).unwrap().len();
         // Cut the last record in half, as a power cut mid-append would.
-        OpenOptions::new().write(true).open(seg).unwrap().set_len(full - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(seg)
+            .unwrap()
+            .set_len(full - 3)
+            .unwrap();
         let mut o = Outbox::open(dir.path(), 10).unwrap();
         assert_eq!(o.corrupt(), 1);
         assert_eq!(seqs(&o), vec![1, 2]);
-        assert!(fs::metadata(seg).unwrap().len() < full - 3, "tail was not cut off");
+        assert!(
+            fs::metadata(seg).unwrap().len() < full - 3,
+            "tail was not cut off"
+        );
         // The lost record's number is not reused (it may have reached the broker).
         assert_eq!(o.push(b"d", "t").unwrap(), 3);
         drop(o);
@@ -928,11 +967,18 @@ mod tests {
         assert_eq!(o.corrupt(), 2);
         assert_eq!(seqs(&o), vec![1]);
         let names = files(dir.path());
-        assert!(names.contains(&format!("{}.corrupt", segment_name(500))), "{names:?}");
+        assert!(
+            names.contains(&format!("{}.corrupt", segment_name(500))),
+            "{names:?}"
+        );
         assert!(names.contains(&"README".to_string()));
         // New segments are numbered past the one set aside.
         o.push(b"three", "t").unwrap();
-        assert!(files(dir.path()).contains(&segment_name(501)), "{:?}", files(dir.path()));
+        assert!(
+            files(dir.path()).contains(&segment_name(501)),
+            "{:?}",
+            files(dir.path())
+        );
     }
 
     #[test]
@@ -950,7 +996,12 @@ mod tests {
         assert_eq!(got, vec![b"{\"n\":3}".to_vec(), b"{\"n\":7}".to_vec()]);
         assert_eq!(o.corrupt(), 1);
         let names = files(dir.path());
-        assert!(!names.iter().any(|n| n.ends_with(".json") || n.ends_with(".tmp")), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.ends_with(".json") || n.ends_with(".tmp")),
+            "{names:?}"
+        );
         drop(o);
         assert_eq!(Outbox::open(dir.path(), 10).unwrap().depth(), 2);
     }
@@ -1003,7 +1054,10 @@ mod tests {
     fn unstorable_messages_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
         let mut o = Outbox::open(dir.path(), 10).unwrap();
-        assert!(matches!(o.push(b"{}", ""), Err(OutboxError::EmptyTopic { .. })));
+        assert!(matches!(
+            o.push(b"{}", ""),
+            Err(OutboxError::EmptyTopic { .. })
+        ));
         let huge = vec![b'x'; journal::MAX_BODY + 1];
         let e = o.push(&huge, "t").unwrap_err();
         assert!(matches!(e, OutboxError::TooLarge { .. }), "{e}");

@@ -233,10 +233,7 @@ impl MqttConfig {
         o.set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         o.set_inflight(RUMQTTC_INFLIGHT);
         if let Some(user) = &self.username {
-            o.set_credentials(
-                user.clone(),
-                self.resolved_password()?.unwrap_or_default(),
-            );
+            o.set_credentials(user.clone(), self.resolved_password()?.unwrap_or_default());
         }
         if let Some(tls) = &self.tls {
             let config = tls

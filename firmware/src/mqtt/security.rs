@@ -55,7 +55,9 @@ pub enum SecretError {
         path: PathBuf,
         problem: String,
     },
-    #[error("mqtt.tls: `cert` and `key` go together (mutual TLS needs both, server-only TLS neither)")]
+    #[error(
+        "mqtt.tls: `cert` and `key` go together (mutual TLS needs both, server-only TLS neither)"
+    )]
     HalfClientAuth,
 }
 
@@ -111,7 +113,10 @@ fn invalid(what: &'static str, path: &Path, problem: impl ToString) -> SecretErr
     }
 }
 
-fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, SecretError> {
+fn read_certs(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, SecretError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| invalid(what, path, format!("not a PEM certificate file: {e}")))?;
@@ -141,11 +146,16 @@ impl TlsConfig {
             (Some(cert), Some(key)) => {
                 let chain = read_certs("mqtt.tls.cert", cert)?;
                 check_private("mqtt.tls.key", key)?;
-                let key_der = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| invalid("mqtt.tls.key", key, format!("not a PEM private key: {e}")))?;
-                builder
-                    .with_client_auth_cert(chain, key_der)
-                    .map_err(|e| invalid("mqtt.tls.key", key, format!("does not fit mqtt.tls.cert: {e}")))?
+                let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                    invalid("mqtt.tls.key", key, format!("not a PEM private key: {e}"))
+                })?;
+                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    invalid(
+                        "mqtt.tls.key",
+                        key,
+                        format!("does not fit mqtt.tls.cert: {e}"),
+                    )
+                })?
             }
             _ => return Err(SecretError::HalfClientAuth),
         };
@@ -172,10 +182,16 @@ mod tests {
         assert_eq!(read_password(&ok).unwrap(), "s3cret");
         let open = write(d.path(), "pw2", "s3cret\n", 0o644);
         let e = read_password(&open).unwrap_err().to_string();
-        assert!(e.contains("pw2") && e.contains("644") && e.contains("chmod 640"), "{e}");
+        assert!(
+            e.contains("pw2") && e.contains("644") && e.contains("chmod 640"),
+            "{e}"
+        );
         assert!(!e.contains("s3cret"), "{e}");
         let empty = write(d.path(), "pw3", "\n", 0o600);
-        assert!(matches!(read_password(&empty), Err(SecretError::Empty { .. })));
+        assert!(matches!(
+            read_password(&empty),
+            Err(SecretError::Empty { .. })
+        ));
         let missing = d.path().join("nope");
         let e = read_password(&missing).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
