@@ -9,14 +9,14 @@
 #   cargo build --release -p vigil && bash tests/soak.sh
 #
 # Env: VIGIL_BIN (default target/release/vigil), PED2 (default ../shared/datasets/ped2),
-#      FRAMES (default 100000), VIDEOS (default "01 02 03 04"), OUT (kept results, default a tmp dir)
+#      FRAMES (default 100000), VIDEOS (default "01 03 05 07", labelled test videos), OUT (kept results, default a tmp dir)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$(realpath "${VIGIL_BIN:-target/release/vigil}")
 ped2=$(realpath "${PED2:-../shared/datasets/ped2}")
 frames_goal=${FRAMES:-100000}
-videos=${VIDEOS:-01 02 03 04}
+videos=${VIDEOS:-01 03 05 07}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 [ -x "$bin" ] || { echo "soak: $bin not found; run: cargo build --release -p vigil" >&2; exit 1; }

@@ -271,6 +271,10 @@ const RECONNECT: Backoff = Backoff {
 
 type BoxedSource = Box<dyn source::FrameSource + Send>;
 
+/// Consecutive failed frames (timeouts, corrupt or glitched buffers) after which a camera is
+/// reopened rather than waited on.
+const REOPEN_AFTER_FAILURES: u32 = 20;
+
 /// Sleeps `d` (plus up to a quarter of jitter, so cameras on one hub do not retry in lockstep)
 /// in short slices; false if a stop was requested meanwhile.
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
@@ -361,6 +365,7 @@ fn capture_loop(
         suppressed: 0,
     };
     let mut backoff = Duration::from_millis(10);
+    let mut failures = 0u32;
     while !stop.load(Ordering::Relaxed) {
         if lossless {
             // Replay: wait for room instead of dropping, so every frame of the file is scored.
@@ -374,6 +379,7 @@ fn capture_loop(
         match src.next_into(&mut frame) {
             Ok(Next::Frame) => {
                 ring.commit(frame);
+                failures = 0;
                 stats.frames.fetch_add(1, Ordering::Relaxed);
                 stats.dropped.store(ring.dropped(), Ordering::Relaxed);
                 backoff = Duration::from_millis(10);
@@ -394,13 +400,27 @@ fn capture_loop(
             Err(e) if e.is_transient() => {
                 ring.release(frame);
                 stats.transient_errors.fetch_add(1, Ordering::Relaxed);
+                failures += 1;
+                if matches!(e, source::SourceError::Timeout { .. }) {
+                    stats.set_state(CameraState::Stalled);
+                }
                 if let Some(suppressed) = warn.allow(Duration::from_secs(10)) {
                     log::warn!(
                         "camera {}: {e} ({suppressed} similar messages suppressed)",
                         stats.name
                     );
                 }
-                std::thread::sleep(backoff);
+                if failures >= REOPEN_AFTER_FAILURES && e.is_device_fault() {
+                    // Nothing but failures for a while: a format change, or a camera wedged
+                    // after a USB glitch. Reopening renegotiates the format and resets it.
+                    failures = 0;
+                    if !reconnect(src, reopen, stats, stop, reopen_backoff, &e)? {
+                        break;
+                    }
+                    continue;
+                }
+                // Never longer than between reopen attempts (2 s): the watchdog's stall limit.
+                std::thread::sleep(backoff.min(reopen_backoff.max));
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
             Err(e) if e.needs_reopen() => {
@@ -621,6 +641,49 @@ mod tests {
         // Every attempt counted as liveness for the watchdog.
         assert_eq!(stats.transient_errors.load(Ordering::Relaxed), 3);
         assert_eq!(stats.frames.load(Ordering::Relaxed), 8);
+    }
+
+    /// A camera whose every read fails (a format changed under it, a wedged device).
+    struct Wedged;
+
+    impl FrameSource for Wedged {
+        fn next_into(&mut self, _: &mut Frame) -> Result<Next, SourceError> {
+            Err(SourceError::Glitch {
+                source_name: "double".into(),
+                message: "buffer of the wrong size".into(),
+            })
+        }
+        fn describe(&self) -> String {
+            "wedged".into()
+        }
+        fn nominal_fps(&self) -> Option<f32> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_camera_that_only_fails_is_reopened_after_a_run_of_failures() {
+        let ring = ring();
+        let consumer = drain(ring.clone());
+        let stats = CameraStats::new("cam");
+        let stop = AtomicBool::new(false);
+        let mut src: BoxedSource = Box::new(Wedged);
+        let mut reopen = || -> Result<BoxedSource, SourceError> {
+            Ok(Box::new(Camera {
+                next: 0,
+                vanish_after: None,
+                end_after: 2,
+            }))
+        };
+        capture_loop(&mut src, &mut reopen, &ring, &stats, &stop, true, FAST).unwrap();
+        ring.close();
+        assert_eq!(consumer.join().unwrap(), vec![0, 1]);
+        assert_eq!(stats.reconnects.load(Ordering::Relaxed), 1);
+        // The run of failures, then the one reopen attempt.
+        assert_eq!(
+            stats.transient_errors.load(Ordering::Relaxed),
+            u64::from(REOPEN_AFTER_FAILURES) + 1
+        );
     }
 
     #[test]

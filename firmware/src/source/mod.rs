@@ -149,6 +149,17 @@ impl SourceError {
         }
     }
 
+    /// A per-frame failure that comes from the camera (not from a replayed file): many in a row
+    /// mean the device needs reopening.
+    pub fn is_device_fault(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Timeout { .. }
+                | SourceError::CorruptFrame { .. }
+                | SourceError::Glitch { .. }
+        )
+    }
+
     /// True when the device itself went away or broke (unplugged, USB reset, busy after a
     /// reset): the capture loop closes the source and reopens it with backoff, instead of
     /// giving up on the camera. Configuration mistakes are not among these: retrying them
