@@ -159,8 +159,8 @@ fn main() {
     }
 }
 
-/// The broker password may come from the environment (a systemd `LoadCredential=` or
-/// `EnvironmentFile=`), which keeps it out of the config file; it wins over the file's keys.
+/// The broker password may come from the environment (a systemd `EnvironmentFile=` readable by
+/// root only), which keeps it out of the config file; it wins over the file's keys.
 const PASSWORD_ENV: &str = "VIGIL_MQTT_PASSWORD";
 
 fn load_config(path: &std::path::Path) -> Result<Config> {
