@@ -137,6 +137,18 @@ fn wait_exit(child: &mut Child, log: &Path, timeout: Duration) -> std::process::
     }
 }
 
+/// Runs vigil on a finite source until it exits by itself, which it must do successfully;
+/// returns its log.
+fn run_to_end(s: &Setup, name: &str, port: u16, source: &str, update_every: u32) -> String {
+    let config = s.config(name, port, source, update_every);
+    let log = s.log(name);
+    let mut child = spawn(&config, &log);
+    let status = wait_exit(&mut child, &log, LONG);
+    let text = read(&log);
+    assert!(status.success(), "run {name} failed: {status}\n{text}");
+    text
+}
+
 fn read(log: &Path) -> String {
     fs::read_to_string(log).unwrap_or_default()
 }
@@ -288,15 +300,7 @@ fn sigkill_mid_event_then_restart_loses_no_event() {
         "the killed run should have left accepted events in the journal, found {pending:?}"
     );
     broker.restart();
-    let config2 = s.config("b2", broker.port(), &video01(""), 2);
-    let log2 = s.log("b2");
-    let mut second = spawn(&config2, &log2);
-    let status = wait_exit(&mut second, &log2, LONG);
-    let second_log = read(&log2);
-    assert!(
-        status.success(),
-        "second run failed: {status}\n{second_log}"
-    );
+    let second_log = run_to_end(&s, "b2", broker.port(), &video01(""), 2);
     let mut want = produced(&first_log);
     want.extend(produced(&second_log));
     assert_all_delivered(
@@ -314,12 +318,7 @@ fn a_journal_torn_mid_record_delivers_its_valid_prefix() {
     let (mut broker, s, sub) = start("fault-c");
     broker.stop();
     // First run with the broker down: every event stays in the journal.
-    let config = s.config("c1", broker.port(), &video01(""), 10);
-    let log1 = s.log("c1");
-    let mut first = spawn(&config, &log1);
-    let status = wait_exit(&mut first, &log1, LONG);
-    let first_log = read(&log1);
-    assert!(status.success(), "first run failed: {status}\n{first_log}");
+    let first_log = run_to_end(&s, "c1", broker.port(), &video01(""), 10);
     let accepted = produced(&first_log);
     assert!(
         accepted.len() >= 2,
@@ -344,15 +343,7 @@ fn a_journal_torn_mid_record_delivers_its_valid_prefix() {
 
     // Second run, broker back, five normal frames (no event of its own).
     broker.restart();
-    let config2 = s.config("c2", broker.port(), &video01(", count = 5"), 10);
-    let log2 = s.log("c2");
-    let mut second = spawn(&config2, &log2);
-    let status = wait_exit(&mut second, &log2, LONG);
-    let second_log = read(&log2);
-    assert!(
-        status.success(),
-        "second run failed: {status}\n{second_log}"
-    );
+    let second_log = run_to_end(&s, "c2", broker.port(), &video01(", count = 5"), 10);
     assert!(produced(&second_log).is_empty(), "{second_log}");
     assert!(
         second_log.contains("cut off the remaining"),
