@@ -93,8 +93,34 @@ fn video01(extra: &str) -> String {
     )
 }
 
+/// A vigil process that is killed if the test ends without reaping it (a failed assertion must
+/// not leave a replay running on the machine).
+struct Vigil(Child);
+
+impl std::ops::Deref for Vigil {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Vigil {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `vigil run` with its log (info) in `log`.
-fn spawn(config: &Path, log: &Path) -> Child {
+fn spawn(config: &Path, log: &Path) -> Vigil {
     spawn_cmd(
         Command::new(vigil_bin())
             .args(["run", "--config"])
@@ -103,14 +129,16 @@ fn spawn(config: &Path, log: &Path) -> Child {
     )
 }
 
-fn spawn_cmd(cmd: &mut Command, log: &Path) -> Child {
+fn spawn_cmd(cmd: &mut Command, log: &Path) -> Vigil {
     let file = fs::File::create(log).expect("log file");
-    cmd.env("VIGIL_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("dup log"))
-        .stderr(file)
-        .spawn()
-        .expect("start vigil")
+    Vigil(
+        cmd.env("VIGIL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .spawn()
+            .expect("start vigil"),
+    )
 }
 
 fn signal(child: &Child, sig: libc::c_int) {
