@@ -1,6 +1,7 @@
 //! The `vigil` firmware: everything between a camera and an MQTT broker that is not the model
 //! itself (that lives in `vigil-engine`): frame sources, configuration, the pipeline threads,
 //! MQTT publishing with a durable outbox, and the CLI's commands.
+pub mod backoff;
 pub mod bench;
 pub mod broker;
 pub mod calibrate;

@@ -259,12 +259,12 @@ impl RateLimit {
 /// is unplugged does not get the whole service restarted, while a reopen that hangs in the
 /// driver still does.
 #[derive(Debug, Clone, Copy)]
-struct Backoff {
+struct ReopenDelays {
     first: Duration,
     max: Duration,
 }
 
-const RECONNECT: Backoff = Backoff {
+const RECONNECT: ReopenDelays = ReopenDelays {
     first: Duration::from_millis(250),
     max: Duration::from_secs(2),
 };
@@ -275,17 +275,9 @@ type BoxedSource = Box<dyn source::FrameSource + Send>;
 /// reopened rather than waited on.
 const REOPEN_AFTER_FAILURES: u32 = 20;
 
-/// Sleeps `d` (plus up to a quarter of jitter, so cameras on one hub do not retry in lockstep)
-/// in short slices; false if a stop was requested meanwhile.
+/// Sleeps `d` in short slices; false if a stop was requested meanwhile.
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
-    let jitter = d.mul_f64(
-        f64::from(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |t| t.subsec_nanos() % 1000),
-        ) / 4000.0,
-    );
-    let until = Instant::now() + d + jitter;
+    let until = Instant::now() + d;
     while Instant::now() < until {
         if stop.load(Ordering::Relaxed) {
             return false;
@@ -302,12 +294,13 @@ fn reconnect(
     reopen: &mut dyn FnMut() -> Result<BoxedSource, source::SourceError>,
     stats: &CameraStats,
     stop: &AtomicBool,
-    backoff: Backoff,
+    delays: ReopenDelays,
     cause: &source::SourceError,
 ) -> Result<bool> {
     stats.set_state(CameraState::Reconnecting);
     log::warn!("camera {}: {cause}", stats.name);
-    let mut delay = backoff.first;
+    // Jittered, so cameras on one hub do not retry in lockstep.
+    let mut backoff = crate::backoff::Backoff::new(delays.first, delays.max);
     let mut attempts = 0u32;
     let since = Instant::now();
     let mut warn = RateLimit {
@@ -315,7 +308,7 @@ fn reconnect(
         suppressed: 0,
     };
     loop {
-        if !sleep_unless_stopped(delay, stop) {
+        if !sleep_unless_stopped(backoff.next_delay(), stop) {
             return Ok(false);
         }
         attempts += 1;
@@ -339,10 +332,9 @@ fn reconnect(
                         "camera {}: still unavailable after {attempts} attempt(s): {e} \
                          (retrying every {:?} at most; {n} similar suppressed)",
                         stats.name,
-                        backoff.max
+                        delays.max
                     );
                 }
-                delay = (delay * 2).min(backoff.max);
             }
             Err(e) => {
                 return Err(e).context(format!("camera {}: reopening", stats.name));
@@ -358,7 +350,7 @@ fn capture_loop(
     stats: &CameraStats,
     stop: &AtomicBool,
     lossless: bool,
-    reopen_backoff: Backoff,
+    reopen_backoff: ReopenDelays,
 ) -> Result<()> {
     let mut warn = RateLimit {
         last: None,
@@ -584,7 +576,7 @@ mod tests {
         }
     }
 
-    const FAST: Backoff = Backoff {
+    const FAST: ReopenDelays = ReopenDelays {
         first: Duration::from_millis(1),
         max: Duration::from_millis(4),
     };

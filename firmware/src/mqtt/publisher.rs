@@ -29,10 +29,8 @@
 //! and re-publishes every un-acknowledged outbox message in order. A message whose PUBACK was
 //! lost is therefore delivered twice; consumers de-duplicate on `id`.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +51,7 @@ use super::message::{
     MessageError, TopicError, STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED,
 };
 use super::outbox::{Outbox, OutboxError};
+use crate::backoff::Backoff;
 
 /// Most event messages handed to rumqttc and not yet acknowledged. Small, so that after a
 /// reconnect little is sent twice, but large enough to keep a LAN broker busy.
@@ -1007,44 +1006,6 @@ impl Coordinator {
     }
 }
 
-/// Jittered exponential backoff, without a random-number dependency: std's `RandomState` is
-/// seeded from the OS per instance, which is plenty to de-synchronise a fleet of boxes
-/// reconnecting to the same broker after it restarts.
-struct Backoff {
-    attempt: u32,
-    state: u64,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(0x5eed);
-        Backoff {
-            attempt: 0,
-            state: h.finish() | 1,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let exp = BASE_BACKOFF
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(MAX_BACKOFF);
-        self.attempt = self.attempt.saturating_add(1);
-        // xorshift64*
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        let r = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let frac = (r >> 11) as f64 / (1u64 << 53) as f64;
-        // Between half and all of the exponential delay.
-        exp.mul_f64(0.5 + 0.5 * frac)
-    }
-}
-
 fn describe(err: &ConnectionError) -> String {
     match err {
         ConnectionError::ConnectionRefused(
@@ -1060,7 +1021,7 @@ fn describe(err: &ConnectionError) -> String {
 }
 
 fn io_loop(mut connection: Connection, events: Sender<IoEvent>, stop: Receiver<()>) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BASE_BACKOFF, MAX_BACKOFF);
     let mut connected_at: Option<Instant> = None;
     loop {
         match connection.recv() {
@@ -1168,22 +1129,6 @@ mod tests {
         assert_eq!(will.qos, QoS::AtLeastOnce);
         assert!(o.clean_session());
         assert_eq!(o.client_id(), "vigil-box-1");
-    }
-
-    #[test]
-    fn backoff_grows_is_jittered_and_capped() {
-        let mut b = Backoff::new();
-        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
-        assert!(delays[0] >= BASE_BACKOFF / 2 && delays[0] <= BASE_BACKOFF);
-        assert!(delays
-            .iter()
-            .all(|d| *d <= MAX_BACKOFF && *d >= BASE_BACKOFF / 2));
-        assert!(delays[11] >= MAX_BACKOFF / 2);
-        let mut other = Backoff::new();
-        let other_delays: Vec<Duration> = (0..12).map(|_| other.next_delay()).collect();
-        assert_ne!(delays, other_delays, "two boxes must not retry in lockstep");
-        b.reset();
-        assert!(b.next_delay() <= BASE_BACKOFF);
     }
 
     #[test]
