@@ -39,7 +39,7 @@ if [ "$mode" = test ]; then
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c "import torch, numpy, onnx, sklearn, scipy" 2>/dev/null; then
+  if ! "$venv/bin/python" -c "import torch, numpy, onnx, sklearn, scipy, cv2" 2>/dev/null; then
     echo "bootstrap: installing Python packages into .venv (PyTorch is large; this takes a few minutes once)"
     "$venv/bin/pip" install -q --upgrade pip
     "$venv/bin/pip" install -q -r "$root/engine/zoo/requirements.txt" -r "$root/engine/tests/fixtures/scoring/requirements.txt"

@@ -7,6 +7,7 @@
 pub mod analyzer;
 pub mod backend;
 pub mod dataset;
+pub mod flow;
 pub mod frame;
 pub mod imageio;
 pub mod package;
