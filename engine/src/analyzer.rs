@@ -4,6 +4,7 @@
 //! the numbers the evaluation reports are the numbers the daemon produces.
 
 use crate::backend::{tract::TractBackend, Backend, BackendError};
+use crate::flow::Farneback;
 use crate::frame::Frame;
 use crate::package::ModelPackage;
 use crate::preprocess::{PreprocessError, Preprocessor};
@@ -58,9 +59,27 @@ impl Analyzer {
     ) -> Result<Self, AnalyzerError> {
         let recipe = recipe::build(pkg)?;
         let geo = pkg.manifest.input;
+        let window = match pkg.manifest.flow {
+            Some(f) => {
+                let est = Farneback::new(f.farneback(), geo.width as usize, geo.height as usize)
+                    .map_err(|e| RecipeError::Package {
+                        package: pkg.manifest.name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                FrameWindow::with_flow(
+                    recipe.window_len(),
+                    geo.plane_len(),
+                    max_gap,
+                    est,
+                    geo.channels as usize,
+                    geo.pixel_range,
+                )
+            }
+            None => FrameWindow::new(recipe.window_len(), geo.plane_len(), max_gap),
+        };
         Ok(Self {
             pre: Preprocessor::new(geo),
-            window: FrameWindow::new(recipe.window_len(), geo.plane_len(), max_gap),
+            window,
             inputs: backend.alloc_inputs(),
             outputs: backend.alloc_outputs(),
             backend,

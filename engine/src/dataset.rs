@@ -10,6 +10,7 @@
 //! `UCSDped2.m` ground truth (1-based `[a:b]` ranges per video) is read when `labels.json` is
 //! absent, since that is what real users of the benchmark have.
 
+use crate::flow::{Farneback, FarnebackParams};
 use crate::frame::Frame;
 use crate::imageio::{self, ImageIoError};
 use crate::preprocess::{InputGeometry, PreprocessError, Preprocessor};
@@ -42,6 +43,8 @@ pub enum DatasetError {
     Image(#[from] ImageIoError),
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
+    #[error("flow: {0}")]
+    Flow(String),
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }
@@ -278,9 +281,14 @@ fn read_ucsd_m(
 
 /// Writes the training tensors of every video: `<out>/<id>.npy` (float32 `[T, C, H, W]`) and
 /// `<out>/index.json`. `progress` is called after each frame.
+/// Exports every video's model-resolution frames as `<video>.npy` (float32 `[T, C, H, W]`) and,
+/// with `flow`, the engine's optical flow between consecutive frames as `<video>.flow.npy`
+/// (float32 `[T-1, 2, H, W]`, entry t = flow from frame t to t+1, planar dx, dy in pixels),
+/// computed by the same estimator the runtime uses.
 pub fn export(
     ds: &Dataset,
     geo: InputGeometry,
+    flow: Option<FarnebackParams>,
     out: &Path,
     mut progress: impl FnMut(usize),
 ) -> Result<(), DatasetError> {
@@ -294,6 +302,11 @@ pub fn export(
         crate::frame::Geometry::new(1, 1, crate::frame::PixelLayout::Gray8).expect("1x1 is valid"),
     );
     let plane = geo.plane_len();
+    let (w, h) = (geo.width as usize, geo.height as usize);
+    let mut estimator = flow
+        .map(|p| Farneback::new(p, w, h))
+        .transpose()
+        .map_err(|e| DatasetError::Flow(e.to_string()))?;
     let mut index = Vec::new();
     for v in &ds.videos {
         let mut data = vec![0f32; plane * v.frames.len()];
@@ -301,6 +314,34 @@ pub fn export(
             imageio::load_into(path, &mut frame)?;
             pre.run(&frame, &mut data[i * plane..(i + 1) * plane])?;
             progress(1);
+        }
+        let mut entry = serde_json::json!({"id": v.id, "frames": v.frames.len(), "file": format!("{}.npy", v.id)});
+        if let Some(fb) = estimator.as_mut() {
+            let pairs = v.frames.len().saturating_sub(1);
+            let mut flows = vec![0f32; pairs * 2 * w * h];
+            let (mut a, mut b) = (fb.new_expansion(), fb.new_expansion());
+            let mut field = fb.new_field();
+            let mut luma = vec![0f32; w * h];
+            for t in 0..v.frames.len() {
+                crate::flow::luma_into(
+                    &data[t * plane..(t + 1) * plane],
+                    geo.channels as usize,
+                    &mut luma,
+                );
+                fb.expand(&luma, geo.pixel_range, &mut b)
+                    .map_err(|e| DatasetError::Flow(e.to_string()))?;
+                if t > 0 {
+                    fb.flow(&a, &b, &mut field);
+                    flows[(t - 1) * 2 * w * h..t * 2 * w * h].copy_from_slice(field.as_slice());
+                }
+                std::mem::swap(&mut a, &mut b);
+            }
+            let arr = ndarray::Array4::from_shape_vec((pairs, 2, h, w), flows)
+                .expect("buffer length is pairs * 2 * h * w by construction");
+            let file = format!("{}.flow.npy", v.id);
+            let path = out.join(&file);
+            ndarray_npy::write_npy(&path, &arr).map_err(|e| write_err(&path, e.to_string()))?;
+            entry["flow_file"] = file.into();
         }
         let arr = ndarray::Array4::from_shape_vec(
             (
@@ -315,11 +356,12 @@ pub fn export(
         let file = format!("{}.npy", v.id);
         let path = out.join(&file);
         ndarray_npy::write_npy(&path, &arr).map_err(|e| write_err(&path, e.to_string()))?;
-        index.push(serde_json::json!({"id": v.id, "frames": v.frames.len(), "file": file}));
+        index.push(entry);
     }
     let idx = serde_json::json!({
         "geometry": {"width": geo.width, "height": geo.height, "channels": geo.channels,
                       "pixel_range": geo.pixel_range, "resize": geo.resize},
+        "flow": flow,
         "source": ds.root.display().to_string(),
         "videos": index,
     });

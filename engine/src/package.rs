@@ -4,6 +4,7 @@
 
 use crate::backend::onnx::read_interface;
 use crate::backend::TensorSpec;
+use crate::flow::FarnebackParams;
 use crate::preprocess::InputGeometry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -53,6 +54,11 @@ pub struct Manifest {
     pub params: toml::Table,
     #[serde(default)]
     pub scoring: ScoringSection,
+    /// Optical flow the recipe needs at run time (maam-net, stm-ae, hf2vad), computed by the
+    /// engine with these parameters, exactly as `vigil dataset export --flow` computed the
+    /// training flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<FlowSection>,
     /// Statistics of the recipe's scores on normal training frames (`vigil calib scores`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
@@ -69,6 +75,21 @@ pub struct OnnxSection {
     pub opset: Option<i64>,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+}
+
+/// `[flow]`: which estimator and its parameters.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum FlowSection {
+    Farneback(FarnebackParams),
+}
+
+impl FlowSection {
+    pub fn farneback(&self) -> FarnebackParams {
+        match self {
+            FlowSection::Farneback(p) => *p,
+        }
+    }
 }
 
 /// Localisation defaults for the patch detector, at model resolution.
@@ -221,6 +242,11 @@ impl ModelPackage {
                 "[scoring] patch {:?} / stride {:?} must be non-zero and fit the {}x{} input",
                 m.scoring.patch, m.scoring.stride, g.width, g.height
             )));
+        }
+        if let Some(f) = &m.flow {
+            f.farneback()
+                .validate()
+                .map_err(|e| self.invalid(format!("{e}")))?;
         }
         if let Some(c) = &m.calibration {
             for (k, s) in &c.components {

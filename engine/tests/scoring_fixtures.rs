@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
+use vigil_engine::recipe::maam_net::pscd_fuse_into;
 use vigil_engine::scoring::{
     abs_error_into, eer, fuse_into, l2_norm_channels_into, mean, median_filter, minmax_normalize,
     mse, psnr, roc_auc, roc_curve, squared_error_into, upsample_nearest_into, CausalMedian, Ema,
@@ -348,6 +349,88 @@ fn scoring_patch_detector_matches_strided_all_ones_convolution() {
         assert_eq!(det.detect(&map, threshold).unwrap(), r, "{ctx}: repeat");
     }
     assert!(saw_ped2, "the MAAM-Net Ped2 geometry must be covered");
+}
+
+#[test]
+fn scoring_pscd_matches_patchwise_all_ones_convolution_of_both_maps() {
+    let fx = load("pscd.json");
+    let cases = arr(&fx, "cases");
+    assert!(!cases.is_empty());
+    for (n, c) in cases.iter().enumerate() {
+        let (img, flow) = (gen_map(&c["img"]), gen_map(&c["flow"]));
+        for (m, key) in [(&img, "img_checksum"), (&flow, "flow_checksum")] {
+            let sum: f64 = m.as_slice().iter().map(|&v| f64::from(v)).sum();
+            let want = c[key].as_f64().unwrap();
+            assert!(
+                (sum - want).abs() <= 1e-9 * want.abs(),
+                "case {n}: generators disagree"
+            );
+        }
+        let p = &c["patch"];
+        let cfg = PatchConfig {
+            height: usize_of(p, "height"),
+            width: usize_of(p, "width"),
+            stride_y: usize_of(p, "stride_y"),
+            stride_x: usize_of(p, "stride_x"),
+        };
+        assert_eq!(
+            (cfg.height, cfg.width, cfg.stride_y, cfg.stride_x),
+            (30, 20, 8, 5)
+        );
+        let (hp_img, hp_flow) = (
+            c["hp_img"].as_f64().unwrap() as f32,
+            c["hp_flow"].as_f64().unwrap() as f32,
+        );
+        let (w, h) = (img.width(), img.height());
+        let mut fused = ErrorMap::new(w, h).unwrap();
+        pscd_fuse_into(&img, &flow, hp_img, hp_flow, &mut fused);
+        let mut det = PatchDetector::new(cfg, PatchReduce::Sum, w, h).unwrap();
+        let grid: Vec<usize> = arr(c, "grid")
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(det.grid(), (grid[0], grid[1]), "case {n}: grid");
+        let r = det.detect(&fused, None).unwrap();
+        // f32 per-pixel fusion against f64 patch-level fusion
+        let close = |got: f32, want: f64, what: &str| {
+            assert!(
+                (f64::from(got) - want).abs() <= 2e-6 * want.abs(),
+                "case {n} {what}: {got} vs numpy {want}"
+            );
+        };
+        close(r.max, c["max"].as_f64().unwrap(), "max");
+        let am: Vec<u64> = arr(c, "argmax")
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let px = |x: f32, y: f32| ((x * w as f32).round() as u64, (y * h as f32).round() as u64);
+        assert_eq!(
+            px(r.argmax.x, r.argmax.y),
+            (am[0], am[1]),
+            "case {n}: argmax"
+        );
+        let want = arr(c, "regions");
+        assert_eq!(r.regions.len(), want.len(), "case {n}: regions");
+        for (got, w) in r.regions.iter().zip(want) {
+            assert_eq!(
+                px(got.x, got.y),
+                (w["x"].as_u64().unwrap(), w["y"].as_u64().unwrap()),
+                "case {n}: region position"
+            );
+            close(got.score, w["score"].as_f64().unwrap(), "region score");
+        }
+        // each term alone, as the recipe reports them
+        close(
+            det.detect(&img, None).unwrap().max,
+            c["img_max"].as_f64().unwrap(),
+            "img",
+        );
+        close(
+            det.detect(&flow, None).unwrap().max,
+            c["flow_max"].as_f64().unwrap(),
+            "flow",
+        );
+    }
 }
 
 #[test]

@@ -118,6 +118,11 @@ struct ExportArgs {
         allow_negative_numbers = true
     )]
     range: Vec<f32>,
+    /// Also write the engine's optical flow between consecutive frames (`<video>.flow.npy`),
+    /// with the `[flow]` parameters of `--model` when it has them, OpenCV's usual Farneback
+    /// parameters otherwise.
+    #[arg(long)]
+    flow: bool,
 }
 
 #[derive(Subcommand)]
@@ -348,8 +353,15 @@ fn print_report(r: &vigil::eval::EvalReport) {
 }
 
 fn export(a: ExportArgs) -> Result<()> {
-    let geo = match &a.model {
-        Some(m) => ModelPackage::load(m)?.manifest.input,
+    let pkg = a.model.as_deref().map(ModelPackage::load).transpose()?;
+    let flow = a.flow.then(|| {
+        pkg.as_ref()
+            .and_then(|p| p.manifest.flow)
+            .map(|f| f.farneback())
+            .unwrap_or_default()
+    });
+    let geo = match &pkg {
+        Some(p) => p.manifest.input,
         None => {
             if a.range.len() != 2 || a.range[0] >= a.range[1] {
                 bail!("--range must be LO,HI with LO < HI, got {:?}", a.range);
@@ -370,15 +382,16 @@ fn export(a: ExportArgs) -> Result<()> {
     };
     let ds = Dataset::open(&a.dataset, split)?;
     let bar = indicatif::ProgressBar::new(ds.frame_count() as u64);
-    dataset::export(&ds, geo, &a.out, |n| bar.inc(n as u64))?;
+    dataset::export(&ds, geo, flow, &a.out, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     println!(
-        "exported {} videos, {} frames ({}x{}x{}) to {}",
+        "exported {} videos, {} frames ({}x{}x{}){} to {}",
         ds.videos.len(),
         ds.frame_count(),
         geo.channels,
         geo.height,
         geo.width,
+        if flow.is_some() { " with flow" } else { "" },
         a.out.display()
     );
     Ok(())

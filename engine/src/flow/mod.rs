@@ -101,6 +101,21 @@ impl FarnebackParams {
     }
 }
 
+/// The luma of a model-input plane (CHW): the plane itself for one channel, BT.601 weights for
+/// RGB. Flow is estimated on luma whatever the network sees.
+pub fn luma_into(plane: &[f32], channels: usize, out: &mut [f32]) {
+    let n = out.len();
+    if channels == 3 && plane.len() >= 3 * n {
+        let (r, rest) = plane.split_at(n);
+        let (g, b) = rest.split_at(n);
+        for (((o, r), g), b) in out.iter_mut().zip(r).zip(g).zip(b) {
+            *o = 0.299 * r + 0.587 * g + 0.114 * b;
+        }
+    } else {
+        out.copy_from_slice(&plane[..n]);
+    }
+}
+
 /// A dense flow field, planar: `dx` for every pixel, then `dy` (the `[2, H, W]` layout networks
 /// take). Displacements are in pixels of the image the flow was computed on; flow at (x, y)
 /// maps the first frame's pixel to `(x + dx, y + dy)` in the second.

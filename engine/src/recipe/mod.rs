@@ -3,6 +3,7 @@
 //! serves tract on a laptop and TensorRT on a Jetson.
 
 pub mod bdfi;
+pub mod maam_net;
 
 use crate::package::ModelPackage;
 use crate::scoring::errormap::ErrorMap;
@@ -42,7 +43,7 @@ pub enum RecipeError {
     Scoring(#[from] crate::scoring::ScoringError),
 }
 
-pub const KNOWN_RECIPES: &str = "bdfi";
+pub const KNOWN_RECIPES: &str = "bdfi, maam-net";
 
 /// One scored frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,6 +83,7 @@ pub trait Recipe: Send {
 pub fn build(pkg: &ModelPackage) -> Result<Box<dyn Recipe>, RecipeError> {
     match pkg.manifest.recipe.as_str() {
         "bdfi" => Ok(Box::new(bdfi::Bdfi::new(pkg)?)),
+        "maam-net" => Ok(Box::new(maam_net::MaamNet::new(pkg)?)),
         other => Err(RecipeError::Unknown {
             package: pkg.manifest.name.clone(),
             recipe: other.to_owned(),
