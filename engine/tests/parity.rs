@@ -94,3 +94,55 @@ fn tract_matches_pytorch_on_real_frames() {
         );
     }
 }
+
+/// MAAM-Net: the ONNX (BatchNorm folded) run by tract against the PyTorch checkpoint in eval
+/// mode, on frame 69 of test video 01 prepared by the runtime.
+#[test]
+fn maam_net_tract_matches_pytorch_on_a_real_frame() {
+    let pkg = ModelPackage::load(&repo().join("engine/models/ped2-maam-net")).unwrap();
+    let mut analyzer = Analyzer::cpu(&pkg, 1).unwrap();
+    let clip = repo().join("firmware/assets/demo/ped2-test01");
+    let mut scored = None;
+    for i in 69..=70u64 {
+        let mut f: Frame = imageio::load(&clip.join(format!("{i:03}.jpg")), i).unwrap();
+        f.index = i;
+        scored = analyzer.push(&f).unwrap();
+    }
+    let scored = scored.expect("a full window must produce a score");
+    assert_eq!(scored.frame_index, 69);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = &pkg.manifest.onnx.inputs[0];
+    assert_eq!(spec.name, "frame");
+    let t = &analyzer.inputs()[0];
+    write_npy(&dir.path().join("frame.npy"), t.shape(), t.data());
+    let out = dir.path().join("torch");
+    let status = Command::new(python())
+        .arg(repo().join("engine/zoo/parity_maam_net.py"))
+        .arg("--checkpoint")
+        .arg(repo().join("engine/zoo/checkpoints/ped2-maam-net.pt"))
+        .arg("--inputs")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("run engine/zoo/parity_maam_net.py");
+    assert!(status.success(), "engine/zoo/parity_maam_net.py failed");
+    for (spec, t) in pkg.manifest.onnx.outputs.iter().zip(analyzer.outputs()) {
+        let reference = read_npy(&out.join(format!("{}.npy", spec.name)));
+        assert_eq!(reference.shape(), t.shape(), "output {}", spec.name);
+        let max = reference
+            .iter()
+            .zip(t.data())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        println!(
+            "maam-net output {}: max |tract - pytorch| = {max:e}",
+            spec.name
+        );
+        assert!(
+            max <= 1e-4,
+            "output {}: tract differs from PyTorch by {max}",
+            spec.name
+        );
+    }
+}

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use vigil_engine::recipe::maam_net::pscd_fuse_into;
 use vigil_engine::scoring::{
     abs_error_into, eer, fuse_into, l2_norm_channels_into, mean, median_filter, minmax_normalize,
     mse, psnr, roc_auc, roc_curve, squared_error_into, upsample_nearest_into, CausalMedian, Ema,
@@ -383,7 +382,8 @@ fn scoring_pscd_matches_patchwise_all_ones_convolution_of_both_maps() {
         );
         let (w, h) = (img.width(), img.height());
         let mut fused = ErrorMap::new(w, h).unwrap();
-        pscd_fuse_into(&img, &flow, hp_img, hp_flow, &mut fused);
+        // the recipe's fusion: per pixel, then one patch sum
+        vigil_engine::scoring::fuse_into(&[(&flow, hp_flow), (&img, hp_img)], &mut fused).unwrap();
         let mut det = PatchDetector::new(cfg, PatchReduce::Sum, w, h).unwrap();
         let grid: Vec<usize> = arr(c, "grid")
             .iter()

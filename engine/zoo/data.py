@@ -80,3 +80,71 @@ def iter_test_triplets(arr):
     """All (t, prev, cur, next) of one video in order, as [1, C, H, W] tensors."""
     for t in range(1, arr.shape[0] - 1):
         yield t, *(torch.from_numpy(np.ascontiguousarray(arr[i:i + 1])) for i in (t - 1, t, t + 1))
+
+
+# --------------------------------------------------------------------------------------------
+# Frames with their optical flow (maam-net)
+# --------------------------------------------------------------------------------------------
+
+def load_flows(folder, mmap=False):
+    """Returns [(video_id, frames [T, C, H, W], flows [T-1, 2, H, W])] in index order.
+
+    Flows are written next to the frames by `vigil dataset export --flow` (or, during
+    development, by flows_cv2.py): `<video>.flow.npy`, float32, entry t = dense flow from frame t
+    to frame t+1, channel 0 = dx, channel 1 = dy, in pixels of the exported geometry; the video's
+    index entry names the file under "flow_file"."""
+    index = load_index(folder)
+    out = []
+    for (vid, arr), v in zip(load_videos(folder, mmap), index["videos"]):
+        if "flow_file" not in v:
+            raise ValueError(f"{folder}: video {vid} has no flow_file in index.json "
+                             "(export with `vigil dataset export --flow`)")
+        fl = np.load(os.path.join(folder, v["flow_file"]), mmap_mode="r" if mmap else None)
+        want = (arr.shape[0] - 1, 2) + tuple(arr.shape[2:])
+        if fl.dtype != np.float32 or tuple(fl.shape) != want:
+            raise ValueError(f"{v['flow_file']}: expected float32 {list(want)}, got {fl.dtype} {list(fl.shape)}")
+        out.append((vid, arr, fl))
+    return out
+
+
+class FrameFlowSampler:
+    """(I_t, F_{t->t+1}) pairs within each video, t = 0 .. T-2.
+
+    The only augmentation is a random crop of size `crop`, taken at the same place in the frame
+    and in the flow (the network is fully convolutional and its memory is read per position, so
+    it does not depend on where a crop comes from; crops should be multiples of the encoder's
+    total stride). No flips and no temporal reversal: a flipped or reversed sample would need
+    its flow negated, and on Ped2 the layout and the walking directions are part of normality.
+    """
+
+    def __init__(self, folder, crop=None, videos=None):
+        vids = load_flows(folder)
+        if videos is not None:
+            vids = [vids[i] for i in videos]
+        self.frames = [a for _, a, _ in vids]
+        self.flows = [f for _, _, f in vids]
+        self.items = [(vi, t) for vi, f in enumerate(self.flows) for t in range(f.shape[0])]
+        self.crop = crop
+
+    def __len__(self):
+        return len(self.items)
+
+    def batches(self, batch_size, rng: np.random.Generator, shuffle=True):
+        order = rng.permutation(len(self.items)) if shuffle else np.arange(len(self.items))
+        for s in range(0, len(order) - batch_size + 1, batch_size):  # drop the last partial batch
+            yield self.make_batch([self.items[i] for i in order[s:s + batch_size]], rng)
+
+    def make_batch(self, items, rng):
+        frames, flows = [], []
+        for vi, t in items:
+            x, f = self.frames[vi][t], self.flows[vi][t]          # [C, H, W], [2, H, W]
+            if self.crop is not None:
+                ch, cw = self.crop
+                h, w = x.shape[-2:]
+                y0 = int(rng.integers(0, h - ch + 1))
+                x0 = int(rng.integers(0, w - cw + 1))
+                x, f = x[:, y0:y0 + ch, x0:x0 + cw], f[:, y0:y0 + ch, x0:x0 + cw]
+            frames.append(x)
+            flows.append(f)
+        g = lambda xs: torch.from_numpy(np.ascontiguousarray(np.stack(xs)))
+        return g(frames), g(flows)

@@ -18,7 +18,7 @@
 
 use super::{io_index, param_f32, Recipe, RecipeError, Scored, MAX_COMPONENTS};
 use crate::package::ModelPackage;
-use crate::scoring::errormap::{squared_error_into, ErrorMap};
+use crate::scoring::errormap::{fuse_into, squared_error_into, ErrorMap};
 use crate::scoring::metrics::minmax_normalize;
 use crate::scoring::patch::{PatchConfig, PatchDetector, PatchReduce};
 use crate::tensor::Tensor;
@@ -27,27 +27,6 @@ use crate::window::FrameWindow;
 /// `pscd` is the score; `img` and `flow` are the largest patch sums of each term alone
 /// (diagnostics and ablations; they do not enter the score).
 pub const COMPONENTS: &[&str] = &["pscd", "img", "flow"];
-
-/// PSCD's per-patch fusion `(hp_flow * flow + hp_img * img) / (hp_flow + hp_img)`, applied per
-/// pixel: patch sums are linear, so summing this map over a patch gives the fused patch score.
-/// All three maps have the same size (the recipe allocates them together).
-pub fn pscd_fuse_into(
-    img: &ErrorMap,
-    flow: &ErrorMap,
-    hp_img: f32,
-    hp_flow: f32,
-    out: &mut ErrorMap,
-) {
-    let norm = 1.0 / (hp_img + hp_flow);
-    for ((f, i), m) in out
-        .as_mut_slice()
-        .iter_mut()
-        .zip(img.as_slice())
-        .zip(flow.as_slice())
-    {
-        *f = (hp_flow * m + hp_img * i) * norm;
-    }
-}
 
 pub struct MaamNet {
     hp_img: f32,
@@ -203,13 +182,11 @@ impl Recipe for MaamNet {
         {
             *e = (a - b).abs() + (c - d).abs();
         }
-        pscd_fuse_into(
-            &self.img,
-            &self.flow,
-            self.hp_img,
-            self.hp_flow,
+        // patch sums are linear: fusing per pixel then summing once is PSCD's per-patch fusion
+        fuse_into(
+            &[(&self.flow, self.hp_flow), (&self.img, self.hp_img)],
             &mut self.fused,
-        );
+        )?;
         let mut components = [0.0; MAX_COMPONENTS];
         components[0] = self.patches.detect(&self.fused, None)?.max;
         components[1] = self.patches.detect(&self.img, None)?.max;

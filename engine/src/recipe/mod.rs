@@ -4,6 +4,7 @@
 
 pub mod bdfi;
 pub mod maam_net;
+pub mod stm_ae;
 
 use crate::package::ModelPackage;
 use crate::scoring::errormap::ErrorMap;
@@ -43,7 +44,7 @@ pub enum RecipeError {
     Scoring(#[from] crate::scoring::ScoringError),
 }
 
-pub const KNOWN_RECIPES: &str = "bdfi, maam-net";
+pub const KNOWN_RECIPES: &str = "bdfi, maam-net, stm-ae";
 
 /// One scored frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,6 +85,7 @@ pub fn build(pkg: &ModelPackage) -> Result<Box<dyn Recipe>, RecipeError> {
     match pkg.manifest.recipe.as_str() {
         "bdfi" => Ok(Box::new(bdfi::Bdfi::new(pkg)?)),
         "maam-net" => Ok(Box::new(maam_net::MaamNet::new(pkg)?)),
+        "stm-ae" => Ok(Box::new(stm_ae::StmAe::new(pkg)?)),
         other => Err(RecipeError::Unknown {
             package: pkg.manifest.name.clone(),
             recipe: other.to_owned(),

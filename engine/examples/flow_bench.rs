@@ -1,0 +1,95 @@
+//! Time of the engine's Farnebäck flow per frame pair at model resolution, on one core, on the
+//! frames of a Ped2 video (tests/bench_flow.sh runs it beside OpenCV on the same frames).
+//!
+//!   cargo run --release -p vigil-engine --example flow_bench -- FRAMES_DIR [PAIRS] [OUT_NPY]
+//!
+//! Prints the median over the pairs of (a) a pair from scratch (both frames expanded, what
+//! OpenCV's call does) and (b) a pair in a stream (the newer frame expanded, the older one's
+//! expansion reused, what the runtime does). With OUT_NPY, writes the model-resolution frames
+//! it used (float32 [N, H, W], 0..255) so the OpenCV side times exactly the same input.
+
+use std::time::Instant;
+use vigil_engine::flow::{Farneback, FarnebackParams};
+use vigil_engine::imageio;
+use vigil_engine::preprocess::{InputGeometry, Preprocessor, ResizeFilter};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args
+        .get(1)
+        .expect("usage: flow_bench FRAMES_DIR [PAIRS] [OUT_NPY]");
+    let pairs: usize = args
+        .get(2)
+        .map_or(100, |s| s.parse().expect("PAIRS is a number"));
+    let (w, h) = (192usize, 128usize);
+    let geo = InputGeometry {
+        width: w as u32,
+        height: h as u32,
+        channels: 1,
+        pixel_range: [0.0, 255.0],
+        resize: ResizeFilter::Bilinear,
+    };
+    let mut pre = Preprocessor::new(geo);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("read FRAMES_DIR")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "jpg" || e == "png" || e == "tif")
+        })
+        .collect();
+    files.sort();
+    files.truncate(pairs + 1);
+    let planes: Vec<Vec<f32>> = files
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let f = imageio::load(p, i as u64).expect("decode frame");
+            let mut plane = vec![0.0; w * h];
+            pre.run(&f, &mut plane).expect("preprocess");
+            plane
+        })
+        .collect();
+    if let Some(out) = args.get(3) {
+        let flat: Vec<f32> = planes.iter().flatten().copied().collect();
+        let arr = ndarray::Array3::from_shape_vec((planes.len(), h, w), flat).unwrap();
+        ndarray_npy::write_npy(out, &arr).expect("write OUT_NPY");
+    }
+    let mut fb = Farneback::new(FarnebackParams::default(), w, h).unwrap();
+    let mut field = fb.new_field();
+    let range = [0.0, 255.0];
+    // warm-up
+    fb.compute(&planes[0], &planes[1], range, &mut field)
+        .unwrap();
+    let scratch: Vec<f64> = planes
+        .windows(2)
+        .map(|p| {
+            let t = Instant::now();
+            fb.compute(&p[0], &p[1], range, &mut field).unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let (mut a, mut b) = (fb.new_expansion(), fb.new_expansion());
+    fb.expand(&planes[0], range, &mut a).unwrap();
+    let stream: Vec<f64> = planes[1..]
+        .iter()
+        .map(|p| {
+            let t = Instant::now();
+            fb.expand(p, range, &mut b).unwrap();
+            fb.flow(&a, &b, &mut field);
+            std::mem::swap(&mut a, &mut b);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    println!(
+        "vigil farneback {w}x{h}, {} pairs, 1 thread: from scratch median {:.3} ms/pair, streaming median {:.3} ms/pair",
+        scratch.len(),
+        median(scratch),
+        median(stream)
+    );
+}

@@ -1,0 +1,212 @@
+"""Export a trained MAAM-Net checkpoint as a Vigil model package (docs/model-package.md).
+
+    python engine/zoo/export_maam_net.py --checkpoint engine/zoo/checkpoints/ped2-maam-net.pt \
+        --out-dir engine/models/ped2-maam-net --sample-data engine/zoo/data/ped2-test-128x192
+
+1. folds every BatchNorm into the convolution before it (`maam_net.fold_batchnorm`) and exports
+   ONNX (opset 17, static shapes, input `frame`, outputs `recon` and `flow`, no dynamic axes,
+   constant folding, weights embedded in the file);
+2. checks the graph with onnx.checker and runs it in onnxruntime against the (unfolded) PyTorch
+   model on real test frames (or random frames) and prints the max abs difference per output;
+3. writes model.onnx and model.toml (sha256 of the ONNX file, interface shapes, [params],
+   [scoring], [flow], [provenance]). The [calibration] table is left out on purpose: it is
+   filled by `vigil calib scores`.
+
+Names: the input is `frame` (frame t); the reconstructed frame cannot also be called `frame`,
+because ONNX value names are unique within a graph (torch.onnx renames a clashing input to
+`frame.1`), so the outputs are `recon` (frame t reconstructed, [-1, 1]) and `flow` (predicted
+flow t -> t+1, pixels).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_maam_net import load_checkpoint  # noqa: E402
+from maam_net import fold_batchnorm  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+TOL = 1e-4
+INPUT = "frame"
+OUTPUTS = ("recon", "flow")  # the order of MAAMNet.forward
+# the flow estimator the model was trained against (flows_cv2.FARNEBACK / the Rust exporter)
+FLOW = dict(method="farneback", pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2)
+
+
+def toml_str(s):
+    return json.dumps(str(s))  # a JSON string literal is a valid TOML basic string
+
+
+def toml_val(v):
+    return toml_str(v) if isinstance(v, str) else repr(v)
+
+
+def sample_inputs(h, w, folder, n=4, seed=0):
+    """A few real frames from an exported folder, else random frames."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    if folder and os.path.exists(os.path.join(folder, "index.json")):
+        from data import load_videos
+        vids = load_videos(folder, mmap=True)
+        for i in range(n):
+            _, a = vids[i % len(vids)]
+            t = int(rng.integers(0, a.shape[0] - 1))
+            frames.append(np.ascontiguousarray(a[t:t + 1], np.float32))
+    else:
+        frames = [rng.uniform(-1, 1, (1, 1, h, w)).astype(np.float32) for _ in range(n)]
+    return frames
+
+
+def export_onnx(model, path, h, w, opset):
+    folded = fold_batchnorm(model)
+    torch.onnx.export(folded, (torch.zeros(1, 1, h, w),), path, input_names=[INPUT],
+                      output_names=list(OUTPUTS), opset_version=opset,
+                      do_constant_folding=True, dynamic_axes=None, dynamo=False)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--out-dir", default=os.path.join(REPO, "engine/models/ped2-maam-net"))
+    ap.add_argument("--name", default="ped2-maam-net")
+    ap.add_argument("--opset", type=int, default=17)
+    ap.add_argument("--dataset", default="ped2/training")
+    ap.add_argument("--trained-on", default="2 CPU cores (no GPU)")
+    ap.add_argument("--hp-flow", type=float, default=1.0, help="[params] hp_flow (paper, Ped2: 1)")
+    ap.add_argument("--hp-img", type=float, default=10.0, help="[params] hp_img (paper, Ped2: 10)")
+    ap.add_argument("--patch", type=int, nargs=2, default=[30, 20], metavar=("H", "W"),
+                    help="[scoring] patch, H x W (paper, Ped2 at 240x360: 30 x 20)")
+    ap.add_argument("--stride", type=int, nargs=2, default=[8, 5], metavar=("H", "W"),
+                    help="[scoring] stride, H x W (paper, Ped2 at 240x360: 8 x 5)")
+    ap.add_argument("--sample-data", help="exported test folder for the comparison inputs")
+    args = ap.parse_args()
+
+    import onnx
+    import onnxruntime as ort
+
+    torch.set_num_threads(2)
+    model, ckpt = load_checkpoint(args.checkpoint)
+    cfg = model.cfg
+    h, w = cfg.height, cfg.width
+    os.makedirs(args.out_dir, exist_ok=True)
+    onnx_path = os.path.join(args.out_dir, "model.onnx")
+    export_onnx(model, onnx_path, h, w, args.opset)
+
+    m = onnx.load(onnx_path)
+    onnx.checker.check_model(m, full_check=True)
+    ops = sorted({n.op_type for n in m.graph.node})
+    print(f"onnx ok: opset {m.opset_import[0].version}, {len(m.graph.node)} nodes, ops: {', '.join(ops)}")
+
+    def dims(vi):
+        return [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    ins = {i.name: dims(i) for i in m.graph.input}
+    outs = {o.name: dims(o) for o in m.graph.output}
+    assert list(ins) == [INPUT] and tuple(outs) == OUTPUTS, (ins, outs)
+    assert all(all(d > 0 for d in s) for s in list(ins.values()) + list(outs.values())), "dynamic dims"
+    assert ins[INPUT] == [1, 1, h, w] and outs["recon"] == [1, 1, h, w] and outs["flow"] == [1, 2, h, w], \
+        (ins, outs)
+    print(f"inputs {ins} outputs {outs}")
+
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    frames = sample_inputs(h, w, args.sample_data)
+    worst = {k: 0.0 for k in OUTPUTS}
+    for x in frames:
+        with torch.no_grad():
+            ref = [t.numpy() for t in model(torch.from_numpy(x))]
+        got = sess.run(list(OUTPUTS), {INPUT: x})
+        for k, r, g in zip(OUTPUTS, ref, got):
+            worst[k] = max(worst[k], float(np.abs(r - g).max()))
+    print(f"onnxruntime vs PyTorch max abs diff over {len(frames)} inputs: "
+          + ", ".join(f"{k}={v:.2e}" for k, v in worst.items()))
+    if max(worst.values()) > TOL:
+        sys.exit(f"onnxruntime differs from PyTorch by more than {TOL}")
+
+    with open(onnx_path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    write_manifest(args, cfg, ckpt, sha, ins, outs)
+    print(f"wrote {onnx_path} ({os.path.getsize(onnx_path) / 1e6:.2f} MB, sha256 {sha})")
+
+
+def write_manifest(args, cfg, ckpt, sha, ins, outs):
+    tr = ckpt.get("train", {})
+    shp = lambda s: "[" + ", ".join(str(d) for d in s) + "]"
+    lines = [
+        'schema = "vigil.model/1"',
+        f"name = {toml_str(args.name)}",
+        'recipe = "maam-net"',
+        "description = " + toml_str(
+            "MAAM-Net (Wang et al., Pattern Recognition 2023): memory-augmented appearance-motion "
+            "autoencoder, frame t -> reconstructed frame t and predicted flow t->t+1 through a "
+            "sparse (hard-shrink) memory, scored by PSCD; trained on UCSD Ped2 at 128x192 "
+            "(scaled-down widths, see engine/zoo/README.md)"),
+        "",
+        "[input]",
+        f"width = {cfg.width}",
+        f"height = {cfg.height}",
+        "channels = 1",
+        "pixel_range = [-1.0, 1.0]",
+        'resize = "bilinear"',
+        "",
+        "[onnx]",
+        'file = "model.onnx"',
+        f'sha256 = "{sha}"',
+        f"opset = {args.opset}",
+        "",
+        "[[onnx.inputs]]",
+        f'name = "{INPUT}"                  # frame t',
+        f"shape = {shp(ins[INPUT])}",
+        "",
+        "[[onnx.outputs]]",
+        'name = "recon"                  # frame t reconstructed, in [-1, 1]',
+        f"shape = {shp(outs['recon'])}",
+        "[[onnx.outputs]]",
+        'name = "flow"                   # predicted flow t -> t+1 (dx, dy) in pixels',
+        f"shape = {shp(outs['flow'])}",
+        "",
+        "[params]",
+        f"memory_slots = {cfg.memory_slots}",
+        f"shrink_lambda = {cfg.shrink_lambda!r}",
+        f"hp_flow = {args.hp_flow!r}              # PSCD fusion weight of the flow L1 map (Ped2: 1)",
+        f"hp_img = {args.hp_img!r}              # PSCD fusion weight of the frame L2 map (Ped2: 10)",
+        "",
+        "[scoring]",
+        f"patch = [{args.patch[0]}, {args.patch[1]}]                # [height, width], all-ones (sum) kernel",
+        f"stride = [{args.stride[0]}, {args.stride[1]}]",
+        "",
+        "[flow]                          # the target flow, computed at run time (same as training)",
+    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [
+        "",
+        "[provenance]",
+        f"dataset = {toml_str(args.dataset)}",
+        f"epochs = {int(tr.get('epochs', 0))}",
+        f"trained_on = {toml_str(args.trained_on)}",
+        f"command = {toml_str(tr.get('command', ''))}",
+        f"torch = {toml_str(tr.get('torch', torch.__version__))}",
+        f"train_wall_s = {float(tr.get('wall_s', 0.0)):.1f}",
+        f"train_data = {toml_str(tr.get('data', ''))}",
+        f"seed = {int(tr.get('seed', 0))}",
+        f"checkpoint = {toml_str('engine/zoo/checkpoints/' + os.path.basename(args.checkpoint))}",
+        f"exported_with_torch = {toml_str(torch.__version__)}",
+        "",
+    ]
+    path = os.path.join(args.out_dir, "model.toml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    try:
+        import tomllib
+        with open(path, "rb") as f:
+            tomllib.load(f)
+    except ImportError:
+        pass
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
