@@ -352,7 +352,9 @@ fn poly_expand(p: &PolyFilter, img: &[f32], w: usize, h: usize, row: &mut [f32],
         }
         let out = &mut r[y * w * NC..(y + 1) * w * NC];
         for x in 0..w {
-            let at = |dx: usize, c: usize| row[(x + dx) * 3 + c] as f64;
+            // this pixel's horizontal neighbourhood: 2n+1 columns of (v0, v1, v2)
+            let win = &row[x * 3..(x + 2 * n + 1) * 3];
+            let at = |dx: usize, c: usize| win[dx * 3 + c] as f64;
             let g0 = p.g[n] as f64;
             let (mut c0, mut cx, mut cxx) = (at(n, 0) * g0, 0.0f64, 0.0f64);
             let (mut cy, mut cxy, mut cyy) = (at(n, 1) * g0, 0.0f64, at(n, 2) * g0);
@@ -408,12 +410,13 @@ fn update_matrices(r0: &[f32], r1: &[f32], flow: &[f32], m: &mut [f32], w: usize
                     (1.0 - tx) * ty,
                     tx * ty,
                 );
-                let s = |ch: usize| {
-                    w00 * r1[j * NC + ch]
-                        + w01 * r1[(j + 1) * NC + ch]
-                        + w10 * r1[(j + w) * NC + ch]
-                        + w11 * r1[(j + w + 1) * NC + ch]
-                };
+                // the 2x2 neighbourhood as two fixed-size row slices (no per-tap bounds checks)
+                let (t0, t1) = (
+                    &r1[j * NC..(j + 2) * NC],
+                    &r1[(j + w) * NC..(j + w + 2) * NC],
+                );
+                let s =
+                    |ch: usize| w00 * t0[ch] + w01 * t0[NC + ch] + w10 * t1[ch] + w11 * t1[NC + ch];
                 axx = (a[2] + s(2)) * 0.5;
                 ayy = (a[3] + s(3)) * 0.5;
                 // half the averaged cross coefficient: the off-diagonal of A
@@ -452,15 +455,19 @@ fn update_matrices(r0: &[f32], r1: &[f32], flow: &[f32], m: &mut [f32], w: usize
 /// and solves each pixel's 2x2 system into `flow`.
 fn blur_and_solve(m: &[f32], flow: &mut [f32], w: usize, h: usize, win: usize, vsum: &mut [f64]) {
     let r = win / 2;
-    let vs = &mut vsum[..w * NC];
+    // column sums with r replicated columns on each side, so the horizontal pass needs no clamps
+    let vs = &mut vsum[..(w + 2 * r) * NC];
     let row = |y: isize| -> &[f32] {
         let y = y.clamp(0, h as isize - 1) as usize;
         &m[y * w * NC..(y + 1) * w * NC]
     };
-    vs.fill(0.0);
-    for dy in -(r as isize)..=r as isize {
-        for (s, v) in vs.iter_mut().zip(row(dy)) {
-            *s += *v as f64;
+    {
+        let mid = &mut vs[r * NC..(r + w) * NC];
+        mid.fill(0.0);
+        for dy in -(r as isize)..=r as isize {
+            for (s, v) in mid.iter_mut().zip(row(dy)) {
+                *s += *v as f64;
+            }
         }
     }
     let norm = 1.0 / (win * win) as f64;
@@ -470,22 +477,29 @@ fn blur_and_solve(m: &[f32], flow: &mut [f32], w: usize, h: usize, win: usize, v
                 row(y as isize + r as isize),
                 row(y as isize - r as isize - 1),
             );
-            for ((s, a), b) in vs.iter_mut().zip(add).zip(sub) {
+            let mid = &mut vs[r * NC..(r + w) * NC];
+            for ((s, a), b) in mid.iter_mut().zip(add).zip(sub) {
                 *s += *a as f64 - *b as f64;
             }
         }
-        let col = |x: isize, c: usize| vs[x.clamp(0, w as isize - 1) as usize * NC + c];
+        for i in 0..r {
+            for c in 0..NC {
+                vs[i * NC + c] = vs[r * NC + c];
+                vs[(r + w + i) * NC + c] = vs[(r + w - 1) * NC + c];
+            }
+        }
         let mut acc = [0.0f64; NC];
-        for dx in -(r as isize)..=r as isize {
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a += col(dx, c);
+        for px in vs[..win * NC].chunks_exact(NC) {
+            for (a, v) in acc.iter_mut().zip(px) {
+                *a += v;
             }
         }
         for x in 0..w {
             if x > 0 {
-                let (add, sub) = (x as isize + r as isize, x as isize - r as isize - 1);
+                // window of padded columns x .. x + 2r
+                let (add, sub) = ((x + 2 * r) * NC, (x - 1) * NC);
                 for (c, a) in acc.iter_mut().enumerate() {
-                    *a += col(add, c) - col(sub, c);
+                    *a += vs[add + c] - vs[sub + c];
                 }
             }
             let [gxx, gxy, gyy, hx, hy] = acc.map(|v| v * norm);

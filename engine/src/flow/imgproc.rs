@@ -55,13 +55,32 @@ fn reflect101(i: isize, n: usize) -> usize {
 pub fn gaussian_blur(src: &[f32], dst: &mut [f32], tmp: &mut [f32], w: usize, h: usize, k: &[f32]) {
     let r = (k.len() / 2) as isize;
     // rows first, as OpenCV's separable filter does
+    let ru = r as usize;
     for y in 0..h {
         let row = &src[y * w..(y + 1) * w];
         let out = &mut tmp[y * w..(y + 1) * w];
-        for (x, o) in out.iter_mut().enumerate() {
+        let tap = |x: usize| -> f32 {
+            k.iter()
+                .enumerate()
+                .map(|(j, kv)| kv * row[reflect101(x as isize + j as isize - r, w)])
+                .sum()
+        };
+        if w <= 2 * ru {
+            for (x, o) in out.iter_mut().enumerate() {
+                *o = tap(x);
+            }
+            continue;
+        }
+        for x in 0..ru {
+            out[x] = tap(x);
+            out[w - 1 - x] = tap(w - 1 - x);
+        }
+        // interior: no border arithmetic
+        for (x, o) in out.iter_mut().enumerate().take(w - ru).skip(ru) {
+            let src = &row[x - ru..x + ru + 1];
             let mut s = 0.0f32;
-            for (j, kv) in k.iter().enumerate() {
-                s += kv * row[reflect101(x as isize + j as isize - r, w)];
+            for (kv, v) in k.iter().zip(src) {
+                s += kv * v;
             }
             *o = s;
         }
