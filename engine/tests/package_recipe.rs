@@ -172,3 +172,87 @@ fn a_directory_without_a_manifest_is_explained() {
         "{e}"
     );
 }
+
+/// A copy of a shipped package `name` whose manifest went through `edit`.
+fn copy_package_with(name: &str, edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.onnx", "model.toml"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join("model.toml");
+    let mut t: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    edit(&mut t);
+    std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn flow_recipes_load_and_refuse_a_package_without_flow() {
+    for (name, recipe, components) in [
+        ("ped2-maam-net", "maam-net", &["pscd", "img", "flow"][..]),
+        ("ped2-stm-ae", "stm-ae", &["psnr"][..]),
+    ] {
+        let pkg = ModelPackage::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models")
+                .join(name),
+        )
+        .unwrap();
+        assert!(pkg.manifest.flow.is_some(), "{name} ships a [flow] table");
+        let r = recipe::build(&pkg).unwrap();
+        assert_eq!(r.name(), recipe);
+        assert_eq!(r.component_names(), components);
+
+        let dir = copy_package_with(name, |t| {
+            t.remove("flow");
+        });
+        let pkg = ModelPackage::load(dir.path()).unwrap();
+        let err = recipe::build(&pkg)
+            .err()
+            .expect("a flow recipe without [flow] is refused");
+        assert!(err.to_string().contains("[flow]"), "{name}: {err}");
+
+        // a bad estimator parameter is caught when the package loads, naming the key
+        let dir = copy_package_with(name, |t| {
+            table(t, "flow").insert("poly_n".into(), toml::Value::Integer(6));
+        });
+        let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("poly_n"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn maam_net_paper_scores_are_per_video_minmax_of_pscd_and_stm_ae_inverts_psnr() {
+    let load = |name: &str| {
+        ModelPackage::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models")
+                .join(name),
+        )
+        .unwrap()
+    };
+    let maam = recipe::build(&load("ped2-maam-net")).unwrap();
+    let s = maam.paper_scores(&[
+        vec![2.0, 4.0, 3.0],
+        vec![9.0, 0.0, 1.0],
+        vec![0.0, 9.0, 1.0],
+    ]);
+    assert_eq!(s, vec![0.0, 1.0, 0.5], "only pscd enters the score");
+    let stm = recipe::build(&load("ped2-stm-ae")).unwrap();
+    // high PSNR = normal: the paper's S = 1 - minmax(PSNR)
+    assert_eq!(
+        stm.paper_scores(&[vec![30.0, 20.0, 25.0]]),
+        vec![0.0, 1.0, 0.5]
+    );
+    let mut c = [0.0; MAX_COMPONENTS];
+    c[0] = 30.0;
+    let high = stm.fuse(&c);
+    c[0] = 20.0;
+    assert!(
+        stm.fuse(&c) > high,
+        "a lower PSNR must give a higher streaming score"
+    );
+}

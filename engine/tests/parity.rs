@@ -37,27 +37,28 @@ fn read_npy(path: &Path) -> ndarray::ArrayD<f32> {
     ndarray_npy::read_npy(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn tract_matches_pytorch_on_real_frames() {
-    let pkg = ModelPackage::load(&repo().join("engine/models/ped2-bdfi")).unwrap();
+/// Runs `frames` of the demo clip (Ped2 test video 01) through the package's analyzer, hands its
+/// network inputs to `engine/zoo/parity.py --model <model>` and compares every output.
+fn check_parity(
+    package: &str,
+    checkpoint: &str,
+    model: &str,
+    frames: std::ops::RangeInclusive<u64>,
+) {
+    let pkg = ModelPackage::load(&repo().join("engine/models").join(package)).unwrap();
     let mut analyzer = Analyzer::cpu(&pkg, 1).unwrap();
-    // Frames 69-71 of test video 01 (bicycle present) from the committed demo clip.
     let clip = repo().join("firmware/assets/demo/ped2-test01");
     let mut scored = None;
-    for i in 69..=71u64 {
+    for i in frames {
         let mut f: Frame = imageio::load(&clip.join(format!("{i:03}.jpg")), i).unwrap();
         f.index = i;
         scored = analyzer.push(&f).unwrap();
     }
-    assert!(scored.is_some(), "a full window must produce a score");
+    assert!(
+        scored.is_some(),
+        "{package}: a full window must produce a score"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let names: Vec<&str> = pkg
-        .manifest
-        .onnx
-        .inputs
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
     for (spec, t) in pkg.manifest.onnx.inputs.iter().zip(analyzer.inputs()) {
         write_npy(
             &dir.path().join(format!("{}.npy", spec.name)),
@@ -65,84 +66,60 @@ fn tract_matches_pytorch_on_real_frames() {
             t.data(),
         );
     }
-    assert_eq!(names, ["prev", "next"]);
     let out = dir.path().join("torch");
     let status = Command::new(python())
         .arg(repo().join("engine/zoo/parity.py"))
-        .arg("--checkpoint")
-        .arg(repo().join("engine/zoo/checkpoints/ped2-bdfi.pt"))
+        .args(["--model", model, "--checkpoint"])
+        .arg(repo().join("engine/zoo/checkpoints").join(checkpoint))
         .arg("--inputs")
         .arg(dir.path())
         .arg("--out")
         .arg(&out)
         .status()
         .expect("run engine/zoo/parity.py");
-    assert!(status.success(), "engine/zoo/parity.py failed");
+    assert!(
+        status.success(),
+        "engine/zoo/parity.py --model {model} failed"
+    );
     for (spec, t) in pkg.manifest.onnx.outputs.iter().zip(analyzer.outputs()) {
         let reference = read_npy(&out.join(format!("{}.npy", spec.name)));
-        assert_eq!(reference.shape(), t.shape(), "output {}", spec.name);
-        let max = reference
-            .iter()
-            .zip(t.data())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        println!("output {}: max |tract - pytorch| = {max:e}", spec.name);
-        assert!(
-            max <= 1e-4,
-            "output {}: tract differs from PyTorch by {max} (> 1e-4)",
+        assert_eq!(
+            reference.shape(),
+            t.shape(),
+            "{package} output {}",
             spec.name
         );
-    }
-}
-
-/// MAAM-Net: the ONNX (BatchNorm folded) run by tract against the PyTorch checkpoint in eval
-/// mode, on frame 69 of test video 01 prepared by the runtime.
-#[test]
-fn maam_net_tract_matches_pytorch_on_a_real_frame() {
-    let pkg = ModelPackage::load(&repo().join("engine/models/ped2-maam-net")).unwrap();
-    let mut analyzer = Analyzer::cpu(&pkg, 1).unwrap();
-    let clip = repo().join("firmware/assets/demo/ped2-test01");
-    let mut scored = None;
-    for i in 69..=70u64 {
-        let mut f: Frame = imageio::load(&clip.join(format!("{i:03}.jpg")), i).unwrap();
-        f.index = i;
-        scored = analyzer.push(&f).unwrap();
-    }
-    let scored = scored.expect("a full window must produce a score");
-    assert_eq!(scored.frame_index, 69);
-    let dir = tempfile::tempdir().unwrap();
-    let spec = &pkg.manifest.onnx.inputs[0];
-    assert_eq!(spec.name, "frame");
-    let t = &analyzer.inputs()[0];
-    write_npy(&dir.path().join("frame.npy"), t.shape(), t.data());
-    let out = dir.path().join("torch");
-    let status = Command::new(python())
-        .arg(repo().join("engine/zoo/parity_maam_net.py"))
-        .arg("--checkpoint")
-        .arg(repo().join("engine/zoo/checkpoints/ped2-maam-net.pt"))
-        .arg("--inputs")
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .expect("run engine/zoo/parity_maam_net.py");
-    assert!(status.success(), "engine/zoo/parity_maam_net.py failed");
-    for (spec, t) in pkg.manifest.onnx.outputs.iter().zip(analyzer.outputs()) {
-        let reference = read_npy(&out.join(format!("{}.npy", spec.name)));
-        assert_eq!(reference.shape(), t.shape(), "output {}", spec.name);
         let max = reference
             .iter()
             .zip(t.data())
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         println!(
-            "maam-net output {}: max |tract - pytorch| = {max:e}",
+            "{package} output {}: max |tract - pytorch| = {max:e}",
             spec.name
         );
         assert!(
             max <= 1e-4,
-            "output {}: tract differs from PyTorch by {max}",
+            "{package} output {}: tract differs from PyTorch by {max} (> 1e-4)",
             spec.name
         );
     }
+}
+
+/// Frames 69-71 (bicycle present): inputs t-1 and t+1.
+#[test]
+fn bdfi_tract_matches_pytorch_on_real_frames() {
+    check_parity("ped2-bdfi", "ped2-bdfi.pt", "bdfi", 69..=71);
+}
+
+/// Frame 69 (its flow target needs 70); the ONNX has BatchNorm folded, the checkpoint not.
+#[test]
+fn maam_net_tract_matches_pytorch_on_a_real_frame() {
+    check_parity("ped2-maam-net", "ped2-maam-net.pt", "maam-net", 69..=70);
+}
+
+/// Frames 66-69 and the engine's three flows between them predict frame 70.
+#[test]
+fn stm_ae_tract_matches_pytorch_on_real_frames_and_flows() {
+    check_parity("ped2-stm-ae", "ped2-stm-ae.pt", "stm-ae", 66..=70);
 }

@@ -1,11 +1,22 @@
-"""Reference outputs of the PyTorch model for the Rust parity test.
+"""Reference outputs of the PyTorch model for the Rust parity tests.
 
     python engine/zoo/parity.py --checkpoint engine/zoo/checkpoints/ped2-bdfi.pt \
         --inputs DIR --out DIR
+    python engine/zoo/parity.py --model stm-ae --checkpoint engine/zoo/checkpoints/ped2-stm-ae.pt \
+        --inputs DIR --out DIR
 
-Reads DIR/prev.npy and DIR/next.npy (float32 [1,1,128,192] in [-1,1]), runs the checkpoint in
-eval mode on CPU in float32 and writes OUT/frame.npy, OUT/mem_err.npy and OUT/flow.npy (float32). The Rust test
-suite compares tract's outputs of model.onnx against these (max abs diff <= 1e-4).
+`--model bdfi` (the default): reads DIR/prev.npy and DIR/next.npy (float32 [1,1,128,192] in
+[-1,1]) and writes OUT/frame.npy, OUT/mem_err.npy and OUT/flow.npy.
+`--model maam-net`: reads DIR/frame.npy (float32 [1,1,128,192], frame t) and writes
+OUT/recon.npy and OUT/flow.npy (predicted flow t -> t+1). The checkpoint's BatchNorm is not
+folded, the ONNX's is, so the comparison also covers the folding.
+`--model stm-ae`: reads DIR/frames.npy (float32 [1,4,128,192], frames t-4..t-1 in [-1,1]) and
+DIR/flows.npy (float32 [1,6,128,192], (dx, dy) of the flows t-4->t-3, t-3->t-2, t-2->t-1 in
+pixels) and writes OUT/pred.npy (predicted frame t).
+
+The checkpoint runs in eval mode on CPU in float32 (one thread); file names are the ONNX input
+and output names of the package, so the Rust test suite can compare tract's outputs of
+model.onnx against these files (max abs diff <= 1e-4).
 """
 import argparse
 import os
@@ -15,30 +26,46 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_bdfi import load_checkpoint  # noqa: E402
 
-OUTPUTS = ("frame", "mem_err", "flow")  # the order of BDFI.forward
+
+def load(model_name, path):
+    """(model in eval mode, [(input name, channels)], output names in forward order)."""
+    if model_name == "bdfi":
+        from train_bdfi import load_checkpoint
+        model, _ = load_checkpoint(path)
+        return model, [("prev", 1), ("next", 1)], ("frame", "mem_err", "flow")  # BDFI.forward
+    if model_name == "maam-net":
+        from train_maam_net import load_checkpoint
+        model, _ = load_checkpoint(path)
+        return model, [("frame", 1)], ("recon", "flow")  # MAAMNet.forward
+    from train_stm_ae import load_checkpoint
+    model, _ = load_checkpoint(path)
+    c = model.cfg
+    return model, [("frames", c.n_frames), ("flows", 2 * c.n_flows)], ("pred",)  # STMAE.forward
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["bdfi", "maam-net", "stm-ae"], default="bdfi")
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--inputs", required=True, help="folder with prev.npy and next.npy")
+    ap.add_argument("--inputs", required=True, help="folder with one <input name>.npy per ONNX input")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     torch.set_num_threads(1)  # deterministic reductions, and CI machines are small
-    model, _ = load_checkpoint(args.checkpoint)
+    model, inputs, outputs = load(args.model, args.checkpoint)
     model = model.float().eval()
     h, w = model.cfg.height, model.cfg.width
-    x = {}
-    for name in ("prev", "next"):
+    x = []
+    for name, ch in inputs:
         a = np.load(os.path.join(args.inputs, f"{name}.npy"))
-        if a.shape != (1, 1, h, w):
-            sys.exit(f"{name}.npy has shape {a.shape}, expected (1, 1, {h}, {w})")
-        x[name] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        if a.shape != (1, ch, h, w):
+            sys.exit(f"{name}.npy has shape {a.shape}, expected (1, {ch}, {h}, {w})")
+        x.append(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)))
     with torch.no_grad():
-        outs = dict(zip(OUTPUTS, model(x["prev"], x["next"])))
+        res = model(*x)
+    res = res if isinstance(res, (tuple, list)) else (res,)
+    outs = dict(zip(outputs, res))
     os.makedirs(args.out, exist_ok=True)
     for name, t in outs.items():
         np.save(os.path.join(args.out, f"{name}.npy"), t.numpy().astype(np.float32))
