@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_stm_ae import load_checkpoint  # noqa: E402
 from stm_ae import fold_batchnorm  # noqa: E402
+from zoo_common import save_manifest  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TOL = 1e-4
@@ -227,16 +228,7 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         f"exported_with_torch = {toml_str(torch.__version__)}",
         "",
     ]
-    path = os.path.join(args.out_dir, "model.toml")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
-    try:
-        import tomllib
-        with open(path, "rb") as f:
-            tomllib.load(f)
-    except ImportError:
-        pass
-    print(f"wrote {path}")
+    save_manifest(args.out_dir, lines)
 
 
 if __name__ == "__main__":

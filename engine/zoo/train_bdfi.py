@@ -22,13 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bdfi import BDFI, BDFIConfig, bdfi_losses, count_params, _gaussian_window  # noqa: E402
 from data import TripletSampler, load_index  # noqa: E402
-
-
-def parse_hw(s):
-    if s.lower() == "none":
-        return None
-    h, w = s.lower().split("x")
-    return int(h), int(w)
+from zoo_common import parse_hw  # noqa: E402
 
 
 def main():

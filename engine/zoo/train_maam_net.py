@@ -13,8 +13,6 @@ epoch, so an interrupted run still leaves a usable model.
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import os
 import random
 import shlex
@@ -27,26 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from maam_net import MAAMNet, MAAMConfig, maam_losses, count_params  # noqa: E402
 from data import FrameFlowSampler, load_index  # noqa: E402
-
-
-def parse_hw(s):
-    if s.lower() == "none":
-        return None
-    h, w = s.lower().split("x")
-    return int(h), int(w)
-
-
-def parse_overrides(pairs):
-    """--set KEY=VALUE pairs -> kwargs for MAAMConfig, typed like the field defaults."""
-    defaults = {f.name: f.default for f in dataclasses.fields(MAAMConfig)}
-    out = {}
-    for kv in pairs:
-        k, v = kv.split("=", 1)
-        if k not in defaults:
-            raise SystemExit(f"--set {k}: no such MAAMConfig field ({', '.join(defaults)})")
-        cur = defaults[k]
-        out[k] = tuple(ast.literal_eval(v)) if isinstance(cur, tuple) else type(cur)(v)
-    return out
+from zoo_common import config_overrides, parse_hw  # noqa: E402
 
 
 def main():
@@ -74,7 +53,7 @@ def main():
     rng = np.random.default_rng(args.seed)
 
     geom = load_index(args.data)["geometry"]
-    cfg = MAAMConfig(height=int(geom["height"]), width=int(geom["width"]), **parse_overrides(args.set))
+    cfg = MAAMConfig(height=int(geom["height"]), width=int(geom["width"]), **config_overrides(MAAMConfig, args.set))
     if args.crop and (args.crop[0] % cfg.total_stride or args.crop[1] % cfg.total_stride):
         raise SystemExit(f"--crop must be a multiple of the total stride {cfg.total_stride}")
     model = MAAMNet(cfg)

@@ -27,8 +27,6 @@ is written after every epoch. Logged per epoch: the mean of every loss term, s/s
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import os
 import shlex
 import sys
@@ -42,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stm_ae import (STMAE, STMConfig, salt_and_pepper, generator_losses,  # noqa: E402
                     discriminator_loss, param_groups)
 from data import load_flows, load_index  # noqa: E402
+from zoo_common import config_overrides, parse_hw  # noqa: E402
 
 STAGES = ("appearance", "motion", "main")
 
@@ -121,26 +120,6 @@ class STMSampler:
 # --------------------------------------------------------------------------------------------
 # CLI helpers
 # --------------------------------------------------------------------------------------------
-
-def parse_hw(s):
-    if s.lower() == "none":
-        return None
-    h, w = s.lower().split("x")
-    return int(h), int(w)
-
-
-def parse_overrides(pairs):
-    """--set KEY=VALUE pairs -> kwargs for STMConfig, typed like the field defaults."""
-    defaults = {f.name: f.default for f in dataclasses.fields(STMConfig)}
-    out = {}
-    for kv in pairs:
-        k, v = kv.split("=", 1)
-        if k not in defaults:
-            raise SystemExit(f"--set {k}: no such STMConfig field ({', '.join(defaults)})")
-        cur = defaults[k]
-        out[k] = tuple(ast.literal_eval(v)) if isinstance(cur, tuple) else type(cur)(v)
-    return out
-
 
 def lr_schedule(total_steps):
     """Short linear warm-up, then cosine decay to 5 % of the peak."""
@@ -312,7 +291,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     geom = load_index(args.data)["geometry"]
-    over = parse_overrides(args.set)
+    over = config_overrides(STMConfig, args.set)
     stages_info = {}
     if args.init:
         ckpt = torch.load(args.init, map_location="cpu", weights_only=False)

@@ -16,7 +16,9 @@
 //!
 //! Latency: frame t is scored once t+1 has arrived (its flow target needs it).
 
-use super::{io_index, param_f32, Recipe, RecipeError, Scored, MAX_COMPONENTS};
+use super::{
+    calibrated, io_index, param_f32, require_flow, Recipe, RecipeError, Scored, MAX_COMPONENTS,
+};
 use crate::package::ModelPackage;
 use crate::scoring::errormap::{fuse_into, squared_error_into, ErrorMap};
 use crate::scoring::metrics::minmax_normalize;
@@ -50,12 +52,7 @@ impl MaamNet {
             package: m.name.clone(),
             reason,
         };
-        if m.flow.is_none() {
-            return Err(pkg_err(
-                "recipe maam-net needs a [flow] table (the estimator its training flows came from), e.g. method = \"farneback\""
-                    .into(),
-            ));
-        }
+        require_flow(pkg, "maam-net")?;
         let hp_img = param_f32(pkg, "hp_img", 10.0, (0.0, 1e6))?;
         let hp_flow = param_f32(pkg, "hp_flow", 1.0, (0.0, 1e6))?;
         if hp_img + hp_flow <= 0.0 {
@@ -94,21 +91,7 @@ impl MaamNet {
             h,
         )
         .map_err(|e| pkg_err(format!("[scoring]: {e}")))?;
-        let stats = m
-            .calibration
-            .as_ref()
-            .map(|c| {
-                c.components
-                    .get("pscd")
-                    .map(|s| (s.mean, s.std))
-                    .ok_or_else(|| {
-                        pkg_err(
-                            "[calibration] lacks component `pscd`; re-run `vigil calib scores`"
-                                .into(),
-                        )
-                    })
-            })
-            .transpose()?;
+        let stats = calibrated(pkg, "pscd")?;
         Ok(Self {
             hp_img,
             hp_flow,

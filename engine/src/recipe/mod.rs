@@ -94,6 +94,41 @@ pub fn build(pkg: &ModelPackage) -> Result<Box<dyn Recipe>, RecipeError> {
     }
 }
 
+/// Flow recipes are served the flow they were trained on, so their package must say which.
+pub(crate) fn require_flow(pkg: &ModelPackage, recipe: &str) -> Result<(), RecipeError> {
+    if pkg.manifest.flow.is_none() {
+        return Err(RecipeError::Package {
+            package: pkg.manifest.name.clone(),
+            reason: format!(
+                "recipe {recipe} needs a [flow] table (the estimator its training flows came from), e.g. method = \"farneback\""
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `(mean, std)` of one calibrated component, `None` for an uncalibrated package.
+pub(crate) fn calibrated(
+    pkg: &ModelPackage,
+    component: &str,
+) -> Result<Option<(f32, f32)>, RecipeError> {
+    pkg.manifest
+        .calibration
+        .as_ref()
+        .map(|c| {
+            c.components
+                .get(component)
+                .map(|s| (s.mean, s.std))
+                .ok_or_else(|| RecipeError::Package {
+                    package: pkg.manifest.name.clone(),
+                    reason: format!(
+                        "[calibration] lacks component `{component}`; re-run `vigil calib scores`"
+                    ),
+                })
+        })
+        .transpose()
+}
+
 /// Reads an optional float parameter from `[params]`, checking its range.
 pub(crate) fn param_f32(
     pkg: &ModelPackage,

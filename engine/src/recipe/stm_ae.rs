@@ -12,7 +12,7 @@
 //!
 //! Latency: none; frame t is scored as soon as it arrives.
 
-use super::{io_index, Recipe, RecipeError, Scored, MAX_COMPONENTS};
+use super::{calibrated, io_index, require_flow, Recipe, RecipeError, Scored, MAX_COMPONENTS};
 use crate::package::ModelPackage;
 use crate::scoring::errormap::{mse, psnr, squared_error_into, ErrorMap};
 use crate::scoring::metrics::minmax_normalize;
@@ -42,12 +42,7 @@ impl StmAe {
             package: m.name.clone(),
             reason,
         };
-        if m.flow.is_none() {
-            return Err(pkg_err(
-                "recipe stm-ae needs a [flow] table (the estimator its training flows came from), e.g. method = \"farneback\""
-                    .into(),
-            ));
-        }
+        require_flow(pkg, "stm-ae")?;
         if m.input.channels != 1 {
             return Err(pkg_err(format!(
                 "recipe stm-ae takes gray frames ([input] channels = 1), the manifest says {}",
@@ -70,21 +65,7 @@ impl StmAe {
                 )));
             }
         }
-        let stats = m
-            .calibration
-            .as_ref()
-            .map(|c| {
-                c.components
-                    .get("psnr")
-                    .map(|s| (s.mean, s.std))
-                    .ok_or_else(|| {
-                        pkg_err(
-                            "[calibration] lacks component `psnr`; re-run `vigil calib scores`"
-                                .into(),
-                        )
-                    })
-            })
-            .transpose()?;
+        let stats = calibrated(pkg, "psnr")?;
         Ok(Self {
             in_frames,
             in_flows,
