@@ -279,12 +279,11 @@ fn read_ucsd_m(
     Ok(out)
 }
 
-/// Writes the training tensors of every video: `<out>/<id>.npy` (float32 `[T, C, H, W]`) and
-/// `<out>/index.json`. `progress` is called after each frame.
 /// Exports every video's model-resolution frames as `<video>.npy` (float32 `[T, C, H, W]`) and,
 /// with `flow`, the engine's optical flow between consecutive frames as `<video>.flow.npy`
 /// (float32 `[T-1, 2, H, W]`, entry t = flow from frame t to t+1, planar dx, dy in pixels),
-/// computed by the same estimator the runtime uses.
+/// computed by the same estimator the runtime uses; then `<out>/index.json`. `progress` is
+/// called after each frame.
 pub fn export(
     ds: &Dataset,
     geo: InputGeometry,

@@ -221,6 +221,18 @@ fn flow_recipes_load_and_refuse_a_package_without_flow() {
         });
         let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("poly_n"), "{name}: {err}");
+
+        // an unknown key or estimator is a manifest error, not silently ignored
+        let dir = copy_package_with(name, |t| {
+            table(t, "flow").insert("win_size".into(), toml::Value::Integer(15));
+        });
+        let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("win_size"), "{name}: {err}");
+        let dir = copy_package_with(name, |t| {
+            table(t, "flow").insert("method".into(), toml::Value::String("dis".into()));
+        });
+        let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("dis"), "{name}: {err}");
     }
 }
 
