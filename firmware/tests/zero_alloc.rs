@@ -1,5 +1,5 @@
 //! Steady state allocates nothing per frame: preprocessing into the recipe
-//! window, the error map, and the detector stage (normaliser, patch detector, event logic) are
+//! window with its optical-flow stage (Farnebäck expansion and flow per frame pair), the error map, and the detector stage (normaliser, patch detector, event logic) are
 //! run on real Ped2 frames at the model's resolution (192x128) under a counting global allocator. The network itself (tract)
 //! is excluded: it is measured separately in docs/benchmarks.md.
 
@@ -34,6 +34,7 @@ static GLOBAL: Counting = Counting;
 
 use vigil::detector::Detector;
 use vigil::source::pixfmt::{PixelDecoder, RawFormat, RawGeometry};
+use vigil_engine::flow::{Farneback, FarnebackParams};
 use vigil_engine::frame::{Frame, PixelLayout};
 use vigil_engine::package::ModelPackage;
 use vigil_engine::preprocess::Preprocessor;
@@ -76,7 +77,21 @@ fn per_frame_work_except_the_network_allocates_nothing() {
     .unwrap();
     let mut frame = Frame::blank(decoder.output());
     let mut pre = Preprocessor::new(geo);
-    let mut window = FrameWindow::new(3, geo.plane_len(), 1);
+    // with the flow stage the flow recipes use (maam-net, stm-ae)
+    let flow = Farneback::new(
+        FarnebackParams::default(),
+        geo.width as usize,
+        geo.height as usize,
+    )
+    .unwrap();
+    let mut window = FrameWindow::with_flow(
+        3,
+        geo.plane_len(),
+        1,
+        flow,
+        geo.channels as usize,
+        geo.pixel_range,
+    );
     let mut map = ErrorMap::new(geo.width as usize, geo.height as usize).unwrap();
     // Thresholds out of reach: this test is about frames, events (rare, a message each) allocate.
     let events = EventConfig {
@@ -124,6 +139,8 @@ fn per_frame_work_except_the_network_allocates_nothing() {
             };
             let (_, msg) = detector.process(&scored, &map).unwrap();
             assert!(msg.is_none());
+            // the flow was computed: the Ped2 walkers move
+            assert!(window.flow(1).dx().iter().any(|v| v.abs() > 0.1));
         }
         COUNTING.store(false, Ordering::Relaxed);
     };
