@@ -85,7 +85,7 @@ impl FarnebackParams {
         if self.levels > 10 {
             return bad("levels", "must be at most 10");
         }
-        if self.winsize < 3 || self.winsize % 2 == 0 || self.winsize > 101 {
+        if self.winsize < 3 || self.winsize & 1 == 0 || self.winsize > 101 {
             return bad("winsize", "must be odd and in 3..=101, e.g. 15");
         }
         if self.iterations == 0 || self.iterations > 50 {
