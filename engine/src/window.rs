@@ -79,10 +79,6 @@ impl FrameWindow {
         w
     }
 
-    pub fn has_flow(&self) -> bool {
-        self.flow.is_some()
-    }
-
     pub fn capacity(&self) -> usize {
         self.planes.len()
     }

@@ -6,27 +6,14 @@
 //! `tests/bootstrap.sh test`; `VIGIL_PYTHON` overrides the interpreter). Without it the test
 //! fails and says how to install it.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{python, repo};
+use std::path::PathBuf;
 use std::process::Command;
 use vigil_engine::flow::{Farneback, FarnebackParams, FlowField};
 use vigil_engine::imageio;
 use vigil_engine::preprocess::{InputGeometry, Preprocessor, ResizeFilter};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("VIGIL_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(
-        p.is_file(),
-        "{} not found: create the Python environment with `bash tests/bootstrap.sh test` (or set VIGIL_PYTHON)",
-        p.display()
-    );
-    p
-}
 
 fn ped2() -> PathBuf {
     let p = repo().join("../shared/datasets/ped2");

@@ -5,28 +5,15 @@
 //! `tests/bootstrap.sh`; `VIGIL_PYTHON` overrides the interpreter). If it is missing the test
 //! fails and says how to create it: a skipped parity test proves nothing.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{python, repo};
+use std::path::Path;
 use std::process::Command;
 use vigil_engine::analyzer::Analyzer;
 use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("VIGIL_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(
-        p.is_file(),
-        "{} not found: create the Python environment with `bash tests/bootstrap.sh test` (or set VIGIL_PYTHON)",
-        p.display()
-    );
-    p
-}
 
 fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
     let arr = ndarray::ArrayD::from_shape_vec(shape.to_vec(), data.to_vec()).unwrap();

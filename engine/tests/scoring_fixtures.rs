@@ -154,6 +154,26 @@ fn gen_map(spec: &Value) -> ErrorMap {
     ErrorMap::from_vec(w, h, data).unwrap()
 }
 
+/// The map the Rust generator made sums to the fixture's checksum: both sides start from the
+/// same values.
+fn check_generated(map: &ErrorMap, checksum: &Value, ctx: &str) {
+    let sum: f64 = map.as_slice().iter().map(|&v| f64::from(v)).sum();
+    let want = checksum.as_f64().unwrap();
+    assert!(
+        (sum - want).abs() <= 1e-9 * want.abs(),
+        "{ctx}: the Rust and Python generators disagree"
+    );
+}
+
+fn patch_config(p: &Value) -> PatchConfig {
+    PatchConfig {
+        height: usize_of(p, "height"),
+        width: usize_of(p, "width"),
+        stride_y: usize_of(p, "stride_y"),
+        stride_x: usize_of(p, "stride_x"),
+    }
+}
+
 #[test]
 fn scoring_elementwise_errors_mse_and_psnr() {
     let fx = load("errormap.json");
@@ -272,19 +292,8 @@ fn scoring_patch_detector_matches_strided_all_ones_convolution() {
     let mut saw_ped2 = false;
     for (n, c) in cases.iter().enumerate() {
         let map = gen_map(&c["map"]);
-        let checksum: f64 = map.as_slice().iter().map(|&v| f64::from(v)).sum();
-        let want_sum = c["checksum"].as_f64().unwrap();
-        assert!(
-            (checksum - want_sum).abs() <= 1e-9 * want_sum.abs(),
-            "case {n}: the Rust and Python generators disagree"
-        );
-        let p = &c["patch"];
-        let cfg = PatchConfig {
-            height: usize_of(p, "height"),
-            width: usize_of(p, "width"),
-            stride_y: usize_of(p, "stride_y"),
-            stride_x: usize_of(p, "stride_x"),
-        };
+        check_generated(&map, &c["checksum"], &format!("case {n}"));
+        let cfg = patch_config(&c["patch"]);
         saw_ped2 |= (
             map.width(),
             map.height(),
@@ -357,21 +366,9 @@ fn scoring_pscd_matches_patchwise_all_ones_convolution_of_both_maps() {
     assert!(!cases.is_empty());
     for (n, c) in cases.iter().enumerate() {
         let (img, flow) = (gen_map(&c["img"]), gen_map(&c["flow"]));
-        for (m, key) in [(&img, "img_checksum"), (&flow, "flow_checksum")] {
-            let sum: f64 = m.as_slice().iter().map(|&v| f64::from(v)).sum();
-            let want = c[key].as_f64().unwrap();
-            assert!(
-                (sum - want).abs() <= 1e-9 * want.abs(),
-                "case {n}: generators disagree"
-            );
-        }
-        let p = &c["patch"];
-        let cfg = PatchConfig {
-            height: usize_of(p, "height"),
-            width: usize_of(p, "width"),
-            stride_y: usize_of(p, "stride_y"),
-            stride_x: usize_of(p, "stride_x"),
-        };
+        check_generated(&img, &c["img_checksum"], &format!("case {n} img"));
+        check_generated(&flow, &c["flow_checksum"], &format!("case {n} flow"));
+        let cfg = patch_config(&c["patch"]);
         assert_eq!(
             (cfg.height, cfg.width, cfg.stride_y, cfg.stride_x),
             (30, 20, 8, 5)

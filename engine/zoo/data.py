@@ -33,7 +33,20 @@ def load_videos(folder, mmap=False):
     return out
 
 
-class TripletSampler:
+class _Sampler:
+    """Shuffled fixed-size batches over `self.items` (built by the subclass, which also provides
+    `make_batch(items, rng)`); the last partial batch is dropped."""
+
+    def __len__(self):
+        return len(self.items)
+
+    def batches(self, batch_size, rng: np.random.Generator, shuffle=True):
+        order = rng.permutation(len(self.items)) if shuffle else np.arange(len(self.items))
+        for s in range(0, len(order) - batch_size + 1, batch_size):  # drop the last partial batch
+            yield self.make_batch([self.items[i] for i in order[s:s + batch_size]], rng)
+
+
+class TripletSampler(_Sampler):
     """(I_{t-1}, I_t, I_{t+1}) triplets within each video, t = 1 .. T-2 (never across videos).
 
     Augmentations (training only): a random crop of size `crop` (the networks are fully
@@ -49,14 +62,6 @@ class TripletSampler:
         self.items = [(vi, t) for vi, a in enumerate(self.videos) for t in range(1, a.shape[0] - 1)]
         self.crop = crop
         self.reverse_p = reverse_p
-
-    def __len__(self):
-        return len(self.items)
-
-    def batches(self, batch_size, rng: np.random.Generator, shuffle=True):
-        order = rng.permutation(len(self.items)) if shuffle else np.arange(len(self.items))
-        for s in range(0, len(order) - batch_size + 1, batch_size):  # drop the last partial batch
-            yield self.make_batch([self.items[i] for i in order[s:s + batch_size]], rng)
 
     def make_batch(self, items, rng):
         prevs, curs, nexts = [], [], []
@@ -107,7 +112,7 @@ def load_flows(folder, mmap=False):
     return out
 
 
-class FrameFlowSampler:
+class FrameFlowSampler(_Sampler):
     """(I_t, F_{t->t+1}) pairs within each video, t = 0 .. T-2.
 
     The only augmentation is a random crop of size `crop`, taken at the same place in the frame
@@ -125,14 +130,6 @@ class FrameFlowSampler:
         self.flows = [f for _, _, f in vids]
         self.items = [(vi, t) for vi, f in enumerate(self.flows) for t in range(f.shape[0])]
         self.crop = crop
-
-    def __len__(self):
-        return len(self.items)
-
-    def batches(self, batch_size, rng: np.random.Generator, shuffle=True):
-        order = rng.permutation(len(self.items)) if shuffle else np.arange(len(self.items))
-        for s in range(0, len(order) - batch_size + 1, batch_size):  # drop the last partial batch
-            yield self.make_batch([self.items[i] for i in order[s:s + batch_size]], rng)
 
     def make_batch(self, items, rng):
         frames, flows = [], []

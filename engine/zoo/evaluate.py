@@ -37,24 +37,12 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import load_videos  # noqa: E402
-
-
-def minmax(x):
-    x = np.asarray(x, np.float64)
-    r = x.max() - x.min()
-    return (x - x.min()) / r if r > 0 else np.zeros_like(x)
+from zoo_common import labels_for, minmax  # noqa: E402
 
 
 def patch_max(err, patch, stride):
     """err [B,1,H,W] -> per-item max over patches of the patch mean, as a numpy [B]."""
     return F.avg_pool2d(err, patch, stride).amax(dim=(1, 2, 3)).double().numpy()
-
-
-def labels_for(labels, vid, n):
-    y = np.zeros(n, np.int64)
-    for a, b in labels["videos"][vid]["anomalous"]:
-        y[a:b + 1] = 1
-    return y
 
 
 def make_runner(args):

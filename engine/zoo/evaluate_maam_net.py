@@ -33,23 +33,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import load_flows  # noqa: E402
-
-
-def minmax(x):
-    x = np.asarray(x, np.float64)
-    r = x.max() - x.min()
-    return (x - x.min()) / r if r > 0 else np.zeros_like(x)
-
-
-def labels_for(labels, vid, n):
-    y = np.zeros(n, np.int64)
-    for a, b in labels["videos"][vid]["anomalous"]:
-        y[a:b + 1] = 1
-    return y
+from zoo_common import auc_table, labels_for, minmax  # noqa: E402
 
 
 def patch_sums(err, patch, stride, padding="valid"):
@@ -96,10 +83,6 @@ def make_runner(args):
         with torch.no_grad():
             return model(frame)
     return run
-
-
-def auc_or_none(y, s):
-    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
 
 
 def main():
@@ -165,16 +148,7 @@ def main():
           f"in {dt:.1f} s ({1000 * dt / max(1, nframes):.1f} ms/frame, "
           f"batch {1 if args.onnx else args.batch}); patch {patch[0]}x{patch[1]} stride "
           f"{stride[0]}x{stride[1]} ({args.padding}), min-max per {args.norm if args.norm == 'video' else 'test set'}")
-    res = {"overall": {}, "per_video": {}}
-    for k in keys:
-        res["overall"][k] = float(roc_auc_score(y, np.concatenate(per_video[k])))
-        res["per_video"][k] = {v: auc_or_none(yv, sv) for v, yv, sv in zip(vids, ys, per_video[k])}
-    fmt = lambda a: "  n/a " if a is None else f"{a:.4f}"
-    print(f"  {'score':40s} {'AUC':>7s}   per video " + " ".join(f"{v:>6s}" for v in vids))
-    for k in keys:
-        print(f"  {names[k]:40s} {res['overall'][k]:.4f}   {'':9s} "
-              + " ".join(fmt(res["per_video"][k][v]) for v in vids))
-    print("  (n/a: the video has no normal frame, or no abnormal one)")
+    res = auc_table({k: per_video[k] for k in keys}, names, ys, vids, 40)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

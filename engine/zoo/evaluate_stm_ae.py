@@ -29,11 +29,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import load_flows  # noqa: E402
-from evaluate_maam_net import minmax, labels_for, auc_or_none  # noqa: E402
+from zoo_common import auc_table, labels_for, minmax  # noqa: E402
 
 
 def psnr01(pred, frame):
@@ -128,16 +127,8 @@ def main():
     print(f"{len(ys)} videos, {len(y)} frames ({y.mean():.1%} anomalous), {passes} forward passes in "
           f"{dt:.1f} s ({1000 * dt / max(1, passes):.1f} ms/frame, batch {1 if args.onnx else args.batch}, "
           f"{args.threads} thread(s)); mean PSNR {np.mean(np.concatenate(psnrs)):.2f} dB")
-    res = {"overall": {}, "per_video": {}, "mean_psnr": {v: float(p[n:].mean()) for v, p in zip(vids, psnrs)}}
-    for k, s in scores.items():
-        res["overall"][k] = float(roc_auc_score(y, np.concatenate(s)))
-        res["per_video"][k] = {v: auc_or_none(yv, sv) for v, yv, sv in zip(vids, ys, s)}
-    fmt = lambda a: "  n/a " if a is None else f"{a:.4f}"
-    print(f"  {'score':42s} {'AUC':>7s}   per video " + " ".join(f"{v:>6s}" for v in vids))
-    for k in scores:
-        print(f"  {names[k]:42s} {res['overall'][k]:.4f}   {'':9s} "
-              + " ".join(fmt(res["per_video"][k][v]) for v in vids))
-    print("  (n/a: the video has no normal frame, or no abnormal one)")
+    res = auc_table(scores, names, ys, vids, 42)
+    res["mean_psnr"] = {v: float(p[n:].mean()) for v, p in zip(vids, psnrs)}
     print("  mean PSNR per video: " + " ".join(f"{v} {res['mean_psnr'][v]:.2f}" for v in vids))
     if args.json:
         with open(args.json, "w") as f:

@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -28,15 +26,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_bdfi import load_checkpoint  # noqa: E402
-from zoo_common import save_manifest  # noqa: E402
+from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TOL = 1e-4
 OUTPUTS = ("frame", "mem_err", "flow")  # the order of BDFI.forward
-
-
-def toml_str(s):
-    return json.dumps(str(s))  # a JSON string literal is a valid TOML basic string
 
 
 def sample_inputs(h, w, folder, n=4, seed=0):
@@ -88,7 +82,6 @@ def main():
     ap.add_argument("--tract-bin", help="a built onnx_run example (default: cargo run --release)")
     args = ap.parse_args()
 
-    import onnx
     import onnxruntime as ort
 
     torch.set_num_threads(2)
@@ -99,17 +92,8 @@ def main():
     onnx_path = os.path.join(args.out_dir, "model.onnx")
     export_onnx(model, onnx_path, h, w, args.opset)
 
-    m = onnx.load(onnx_path)
-    onnx.checker.check_model(m, full_check=True)
-    ops = sorted({n.op_type for n in m.graph.node})
-    print(f"onnx ok: opset {m.opset_import[0].version}, {len(m.graph.node)} nodes, ops: {', '.join(ops)}")
-
-    def dims(vi):
-        return [d.dim_value for d in vi.type.tensor_type.shape.dim]
-    ins = {i.name: dims(i) for i in m.graph.input}
-    outs = {o.name: dims(o) for o in m.graph.output}
+    ins, outs = onnx_interface(onnx_path)
     assert list(ins) == ["prev", "next"] and tuple(outs) == OUTPUTS, (ins, outs)
-    assert all(all(d > 0 for d in s) for s in list(ins.values()) + list(outs.values())), "dynamic dims"
     print(f"inputs {ins} outputs {outs}")
 
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
@@ -129,8 +113,7 @@ def main():
     if args.tract:
         tract_check(onnx_path, model, pairs[:2], args.tract_bin)
 
-    with open(onnx_path, "rb") as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
+    sha = sha256_file(onnx_path)
     write_manifest(args, cfg, ckpt, sha, ins, outs)
     print(f"wrote {onnx_path} ({os.path.getsize(onnx_path) / 1e6:.2f} MB, sha256 {sha})")
 

@@ -20,8 +20,6 @@ flow t -> t+1, pixels).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import sys
 
@@ -31,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_maam_net import load_checkpoint  # noqa: E402
 from maam_net import fold_batchnorm  # noqa: E402
-from zoo_common import save_manifest  # noqa: E402
+from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str, toml_val  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TOL = 1e-4
@@ -39,14 +37,6 @@ INPUT = "frame"
 OUTPUTS = ("recon", "flow")  # the order of MAAMNet.forward
 # the flow estimator the model was trained against (flows_cv2.FARNEBACK / the Rust exporter)
 FLOW = dict(method="farneback", pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2)
-
-
-def toml_str(s):
-    return json.dumps(str(s))  # a JSON string literal is a valid TOML basic string
-
-
-def toml_val(v):
-    return toml_str(v) if isinstance(v, str) else repr(v)
 
 
 def sample_inputs(h, w, folder, n=4, seed=0):
@@ -89,7 +79,6 @@ def main():
     ap.add_argument("--sample-data", help="exported test folder for the comparison inputs")
     args = ap.parse_args()
 
-    import onnx
     import onnxruntime as ort
 
     torch.set_num_threads(2)
@@ -100,17 +89,8 @@ def main():
     onnx_path = os.path.join(args.out_dir, "model.onnx")
     export_onnx(model, onnx_path, h, w, args.opset)
 
-    m = onnx.load(onnx_path)
-    onnx.checker.check_model(m, full_check=True)
-    ops = sorted({n.op_type for n in m.graph.node})
-    print(f"onnx ok: opset {m.opset_import[0].version}, {len(m.graph.node)} nodes, ops: {', '.join(ops)}")
-
-    def dims(vi):
-        return [d.dim_value for d in vi.type.tensor_type.shape.dim]
-    ins = {i.name: dims(i) for i in m.graph.input}
-    outs = {o.name: dims(o) for o in m.graph.output}
+    ins, outs = onnx_interface(onnx_path)
     assert list(ins) == [INPUT] and tuple(outs) == OUTPUTS, (ins, outs)
-    assert all(all(d > 0 for d in s) for s in list(ins.values()) + list(outs.values())), "dynamic dims"
     assert ins[INPUT] == [1, 1, h, w] and outs["recon"] == [1, 1, h, w] and outs["flow"] == [1, 2, h, w], \
         (ins, outs)
     print(f"inputs {ins} outputs {outs}")
@@ -129,8 +109,7 @@ def main():
     if max(worst.values()) > TOL:
         sys.exit(f"onnxruntime differs from PyTorch by more than {TOL}")
 
-    with open(onnx_path, "rb") as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
+    sha = sha256_file(onnx_path)
     write_manifest(args, cfg, ckpt, sha, ins, outs)
     print(f"wrote {onnx_path} ({os.path.getsize(onnx_path) / 1e6:.2f} MB, sha256 {sha})")
 

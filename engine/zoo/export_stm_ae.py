@@ -19,8 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import sys
 import time
@@ -32,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_stm_ae import load_checkpoint  # noqa: E402
 from stm_ae import fold_batchnorm  # noqa: E402
-from zoo_common import save_manifest  # noqa: E402
+from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str, toml_val  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 TOL = 1e-4
@@ -42,14 +40,6 @@ OUTPUT = "pred"
 FLOW = dict(method="farneback", pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2)
 FORBIDDEN_OPS = {"TopK", "ScatterND", "ScatterElements", "Scatter", "GatherElements", "GatherND",
                  "NonZero", "Loop", "If", "Shape"}
-
-
-def toml_str(s):
-    return json.dumps(str(s))  # a JSON string literal is a valid TOML basic string
-
-
-def toml_val(v):
-    return toml_str(v) if isinstance(v, str) else repr(v)
 
 
 def sample_inputs(cfg, folder, n=4, seed=0):
@@ -97,7 +87,6 @@ def main():
     ap.add_argument("--sample-data", help="exported test folder (with flows) for the comparison inputs")
     args = ap.parse_args()
 
-    import onnx
     import onnxruntime as ort
 
     torch.set_num_threads(1)
@@ -113,20 +102,8 @@ def main():
     onnx_path = os.path.join(args.out_dir, "model.onnx")
     export_onnx(model, onnx_path, args.opset)
 
-    m = onnx.load(onnx_path)
-    onnx.checker.check_model(m, full_check=True)
-    ops = sorted({n.op_type for n in m.graph.node})
-    bad = FORBIDDEN_OPS.intersection(ops)
-    if bad:
-        sys.exit(f"exported graph uses {sorted(bad)}, which the deployment contract excludes")
-    print(f"onnx ok: opset {m.opset_import[0].version}, {len(m.graph.node)} nodes, ops: {', '.join(ops)}")
-
-    def dims(vi):
-        return [d.dim_value for d in vi.type.tensor_type.shape.dim]
-    ins = {i.name: dims(i) for i in m.graph.input}
-    outs = {o.name: dims(o) for o in m.graph.output}
+    ins, outs = onnx_interface(onnx_path, FORBIDDEN_OPS)
     assert tuple(ins) == INPUTS and tuple(outs) == (OUTPUT,), (ins, outs)
-    assert all(all(d > 0 for d in s) for s in list(ins.values()) + list(outs.values())), "dynamic dims"
     assert ins["frames"] == [1, cfg.n_frames, h, w] and ins["flows"] == [1, 2 * cfg.n_flows, h, w] \
         and outs[OUTPUT] == [1, 1, h, w], (ins, outs)
     print(f"inputs {ins} outputs {outs}")
@@ -152,8 +129,7 @@ def main():
         sess.run([OUTPUT], feed)
     print(f"onnxruntime, 1 thread: {1000 * (time.time() - t0) / reps:.1f} ms per frame")
 
-    with open(onnx_path, "rb") as f:
-        sha = hashlib.sha256(f.read()).hexdigest()
+    sha = sha256_file(onnx_path)
     write_manifest(args, cfg, ckpt, sha, ins, outs)
     print(f"wrote {onnx_path} ({os.path.getsize(onnx_path) / 1e6:.2f} MB, sha256 {sha})")
 

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bdfi import BDFI, BDFIConfig, bdfi_losses, count_params, _gaussian_window  # noqa: E402
 from data import TripletSampler, load_index  # noqa: E402
-from zoo_common import parse_hw  # noqa: E402
+from zoo_common import parse_hw, save_checkpoint  # noqa: E402
 
 
 def main():
@@ -116,10 +116,7 @@ def save(args, model, cfg, command, history, wall, epoch):
             "threads": args.threads, "history": history,
         },
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, args.out)
+    save_checkpoint(args.out, ckpt)
 
 
 def load_checkpoint(path):

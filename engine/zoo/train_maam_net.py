@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from maam_net import MAAMNet, MAAMConfig, maam_losses, count_params  # noqa: E402
 from data import FrameFlowSampler, load_index  # noqa: E402
-from zoo_common import config_overrides, parse_hw  # noqa: E402
+from zoo_common import config_overrides, parse_hw, save_checkpoint  # noqa: E402
 
 
 def main():
@@ -117,10 +117,7 @@ def save(args, model, cfg, command, history, wall, epoch):
             "threads": args.threads, "history": history,
         },
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, args.out)
+    save_checkpoint(args.out, ckpt)
 
 
 def load_checkpoint(path):

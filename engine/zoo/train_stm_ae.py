@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stm_ae import (STMAE, STMConfig, salt_and_pepper, generator_losses,  # noqa: E402
                     discriminator_loss, param_groups)
 from data import load_flows, load_index  # noqa: E402
-from zoo_common import config_overrides, parse_hw  # noqa: E402
+from zoo_common import config_overrides, parse_hw, save_checkpoint  # noqa: E402
 
 STAGES = ("appearance", "motion", "main")
 
@@ -244,15 +244,12 @@ def stage_main(args, model, save):
 # Checkpoints
 # --------------------------------------------------------------------------------------------
 
-def save_checkpoint(path, model, stages_info):
+def save_model(path, model, stages_info):
     state = {k: v.detach().float().contiguous() if v.is_floating_point() else v.detach().clone()
              for k, v in model.state_dict().items()}
     ckpt = {"state_dict": state, "config": model.cfg.to_dict(), "stages": stages_info,
             "torch": torch.__version__}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    save_checkpoint(path, ckpt)
 
 
 def load_checkpoint(path):
@@ -327,7 +324,7 @@ def main():
                 "max_steps": args.max_steps, "threads": args.threads, "command": command,
                 "torch": torch.__version__, "wall_s": round(wall, 1), "history": history,
             }
-            save_checkpoint(args.out, model, stages_info)
+            save_model(args.out, model, stages_info)
         {"appearance": stage_appearance, "motion": stage_motion, "main": stage_main}[stage](args, model, save)
         print(f"[{stage}] done in {time.time() - t0:.0f} s -> {args.out}", flush=True)
 

@@ -1,9 +1,14 @@
-"""Small helpers the zoo's training and export scripts share."""
+"""Small helpers the zoo's training, export and evaluation scripts share."""
 from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
+import json
 import os
+import sys
+
+import numpy as np
 
 
 def parse_hw(s):
@@ -39,3 +44,86 @@ def save_manifest(out_dir, lines):
     except ImportError:
         pass
     print(f"wrote {path}")
+
+
+def toml_str(s):
+    return json.dumps(str(s))  # a JSON string literal is a valid TOML basic string
+
+
+def toml_val(v):
+    return toml_str(v) if isinstance(v, str) else repr(v)
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def onnx_interface(path, forbidden_ops=()):
+    """Loads and fully checks an exported ONNX file, prints its op set and returns
+    ({input: dims}, {output: dims}) in graph order; exits if it uses a forbidden op and fails if
+    any dimension is dynamic (Vigil's packages are static-shape)."""
+    import onnx
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    ops = sorted({n.op_type for n in m.graph.node})
+    bad = set(forbidden_ops).intersection(ops)
+    if bad:
+        sys.exit(f"exported graph uses {sorted(bad)}, which the deployment contract excludes")
+    print(f"onnx ok: opset {m.opset_import[0].version}, {len(m.graph.node)} nodes, ops: {', '.join(ops)}")
+
+    def dims(vi):
+        return [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    ins = {i.name: dims(i) for i in m.graph.input}
+    outs = {o.name: dims(o) for o in m.graph.output}
+    assert all(all(d > 0 for d in s) for s in list(ins.values()) + list(outs.values())), "dynamic dims"
+    return ins, outs
+
+
+def save_checkpoint(path, ckpt):
+    """torch.save through a temporary file, so an interrupted save never leaves a torn checkpoint."""
+    import torch
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- evaluation (paper protocol)
+
+def minmax(x):
+    x = np.asarray(x, np.float64)
+    r = x.max() - x.min()
+    return (x - x.min()) / r if r > 0 else np.zeros_like(x)
+
+
+def labels_for(labels, vid, n):
+    """Per-frame ground truth (1 = anomalous) of video `vid` from labels.json."""
+    y = np.zeros(n, np.int64)
+    for a, b in labels["videos"][vid]["anomalous"]:
+        y[a:b + 1] = 1
+    return y
+
+
+def auc_or_none(y, s):
+    """ROC AUC, or None where the video has only one class."""
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else None
+
+
+def auc_table(scores, names, ys, vids, width):
+    """Pooled and per-video AUC of each score series (`scores[k]` = one array per video), printed
+    as a table; returns {"overall": {k: auc}, "per_video": {k: {video: auc or None}}}."""
+    from sklearn.metrics import roc_auc_score
+    y = np.concatenate(ys)
+    res = {"overall": {}, "per_video": {}}
+    for k, s in scores.items():
+        res["overall"][k] = float(roc_auc_score(y, np.concatenate(s)))
+        res["per_video"][k] = {v: auc_or_none(yv, sv) for v, yv, sv in zip(vids, ys, s)}
+    fmt = lambda a: "  n/a " if a is None else f"{a:.4f}"
+    print(f"  {'score':{width}s} {'AUC':>7s}   per video " + " ".join(f"{v:>6s}" for v in vids))
+    for k in scores:
+        print(f"  {names[k]:{width}s} {res['overall'][k]:.4f}   {'':9s} "
+              + " ".join(fmt(res["per_video"][k][v]) for v in vids))
+    print("  (n/a: the video has no normal frame, or no abnormal one)")
+    return res

@@ -95,15 +95,6 @@ pub struct Expansion {
     valid: bool,
 }
 
-impl Expansion {
-    pub fn is_valid(&self) -> bool {
-        self.valid
-    }
-    pub fn invalidate(&mut self) {
-        self.valid = false;
-    }
-}
-
 /// Dense flow estimator for one image size; owns every buffer it needs.
 #[derive(Debug, Clone)]
 pub struct Farneback {
@@ -176,9 +167,6 @@ impl Farneback {
         })
     }
 
-    pub fn params(&self) -> &FarnebackParams {
-        &self.params
-    }
     pub fn width(&self) -> usize {
         self.width
     }

@@ -154,21 +154,4 @@ impl FlowField {
         let n = self.width * self.height;
         self.data.split_at_mut(n)
     }
-    /// Mean end-point error against another field of the same size.
-    pub fn mean_epe(&self, other: &FlowField) -> Option<f64> {
-        if self.width != other.width || self.height != other.height {
-            return None;
-        }
-        let (a, b) = (
-            self.dx().iter().zip(self.dy()),
-            other.dx().iter().zip(other.dy()),
-        );
-        let sum: f64 = a
-            .zip(b)
-            .map(|((ax, ay), (bx, by))| {
-                (((ax - bx) as f64).powi(2) + ((ay - by) as f64).powi(2)).sqrt()
-            })
-            .sum();
-        Some(sum / (self.width * self.height) as f64)
-    }
 }
