@@ -13,6 +13,8 @@
 use crate::flow::{Farneback, FarnebackParams};
 use crate::frame::Frame;
 use crate::imageio::{self, ImageIoError};
+use crate::objects::{crop_cube_into, MotionExtractor, ObjectParams};
+use crate::package::ObjectsSection;
 use crate::preprocess::{InputGeometry, PreprocessError, Preprocessor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -282,12 +284,14 @@ fn read_ucsd_m(
 /// Exports every video's model-resolution frames as `<video>.npy` (float32 `[T, C, H, W]`) and,
 /// with `flow`, the engine's optical flow between consecutive frames as `<video>.flow.npy`
 /// (float32 `[T-1, 2, H, W]`, entry t = flow from frame t to t+1, planar dx, dy in pixels),
-/// computed by the same estimator the runtime uses; then `<out>/index.json`. `progress` is
-/// called after each frame.
+/// computed by the same estimator the runtime uses; with `objects` (needs `flow`), the moving
+/// objects' cubes as the hf2vad recipe crops them at run time ([`export_objects`]); then
+/// `<out>/index.json`. `progress` is called after each frame.
 pub fn export(
     ds: &Dataset,
     geo: InputGeometry,
     flow: Option<FarnebackParams>,
+    objects: Option<ObjectParams>,
     out: &Path,
     mut progress: impl FnMut(usize),
 ) -> Result<(), DatasetError> {
@@ -306,6 +310,15 @@ pub fn export(
         .map(|p| Farneback::new(p, w, h))
         .transpose()
         .map_err(|e| DatasetError::Flow(e.to_string()))?;
+    if objects.is_some() && flow.is_none() {
+        return Err(DatasetError::Flow(
+            "object cubes carry the flow between their frames: add --flow".into(),
+        ));
+    }
+    let mut extractor = objects
+        .map(|p| MotionExtractor::new(p, w, h, geo.channels as usize, geo.pixel_range))
+        .transpose()
+        .map_err(|e| DatasetError::Flow(format!("objects: {e}")))?;
     let mut index = Vec::new();
     for v in &ds.videos {
         let mut data = vec![0f32; plane * v.frames.len()];
@@ -335,6 +348,9 @@ pub fn export(
                 }
                 std::mem::swap(&mut a, &mut b);
             }
+            if let Some(ex) = extractor.as_mut() {
+                entry["objects"] = export_objects(ex, &v.id, &data, &flows, geo, out)?;
+            }
             let arr = ndarray::Array4::from_shape_vec((pairs, 2, h, w), flows)
                 .expect("buffer length is pairs * 2 * h * w by construction");
             let file = format!("{}.flow.npy", v.id);
@@ -361,6 +377,7 @@ pub fn export(
         "geometry": {"width": geo.width, "height": geo.height, "channels": geo.channels,
                       "pixel_range": geo.pixel_range, "resize": geo.resize},
         "flow": flow,
+        "objects": objects.map(ObjectsSection::Motion),
         "source": ds.root.display().to_string(),
         "videos": index,
     });
@@ -371,6 +388,75 @@ pub fn export(
     )
     .map_err(|e| write_err(&path, e.to_string()))?;
     Ok(())
+}
+
+/// Frames per object cube (t-4..t) and flows between them: HF2-VAD's clip.
+pub const CUBE_FRAMES: usize = 5;
+
+/// Runs the extractor over one video (`data`: its frames, `flows`: the flows between them) as
+/// the runtime does, frame by frame from the first full clip, and writes every object's cube:
+/// `<id>.obj_frames.npy` `[M, 5*C, S, S]` (frames t-4..t), `<id>.obj_flows.npy` `[M, 8, S, S]`
+/// (flows t-4->t-3 .. t-1->t) and `<id>.obj_boxes.npy` `[M, 5]` (t, x0, y0, x1, y1 in model
+/// pixels). Returns the index entry.
+pub fn export_objects(
+    ex: &mut MotionExtractor,
+    id: &str,
+    data: &[f32],
+    flows: &[f32],
+    geo: InputGeometry,
+    out: &Path,
+) -> Result<serde_json::Value, DatasetError> {
+    let (w, h, c) = (
+        geo.width as usize,
+        geo.height as usize,
+        geo.channels as usize,
+    );
+    let (plane, field) = (c * w * h, 2 * w * h);
+    let side = ex.params().cube as usize;
+    let frames_n = data.len() / plane;
+    let (fs, ls) = (
+        CUBE_FRAMES * c * side * side,
+        2 * (CUBE_FRAMES - 1) * side * side,
+    );
+    let (mut cube_frames, mut cube_flows, mut boxes) = (Vec::new(), Vec::new(), Vec::new());
+    ex.reset();
+    for t in CUBE_FRAMES - 1..frames_n {
+        let first = t + 1 - CUBE_FRAMES;
+        let clip: Vec<&[f32]> = (first..=t)
+            .map(|i| &data[i * plane..(i + 1) * plane])
+            .collect();
+        let clip_flows: Vec<&[f32]> = (first..t)
+            .map(|i| &flows[i * field..(i + 1) * field])
+            .collect();
+        let found = ex
+            .detect(t as u64, &clip)
+            .map_err(|e| DatasetError::Flow(format!("objects: {e}")))?;
+        for b in found {
+            let (a, l) = (cube_frames.len(), cube_flows.len());
+            cube_frames.resize(a + fs, 0.0);
+            cube_flows.resize(l + ls, 0.0);
+            let (fo, lo) = (&mut cube_frames[a..], &mut cube_flows[l..]);
+            crop_cube_into(&clip, &clip_flows, w, h, *b, side, fo, lo);
+            boxes.extend([t as f32, b.x0 as f32, b.y0 as f32, b.x1 as f32, b.y1 as f32]);
+        }
+    }
+    let m = boxes.len() / 5;
+    let write = |name: &str, shape: Vec<usize>, v: Vec<f32>| -> Result<String, DatasetError> {
+        let file = format!("{id}.{name}.npy");
+        let path = out.join(&file);
+        let arr = ndarray::ArrayD::from_shape_vec(shape, v).expect("lengths follow the cube sizes");
+        ndarray_npy::write_npy(&path, &arr).map_err(|e| DatasetError::Write {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(file)
+    };
+    Ok(serde_json::json!({
+        "count": m,
+        "frames_file": write("obj_frames", vec![m, CUBE_FRAMES * c, side, side], cube_frames)?,
+        "flows_file": write("obj_flows", vec![m, 2 * (CUBE_FRAMES - 1), side, side], cube_flows)?,
+        "boxes_file": write("obj_boxes", vec![m, 5], boxes)?,
+    }))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod flow;
 pub mod frame;
 pub mod imageio;
+pub mod objects;
 pub mod package;
 pub mod preprocess;
 pub mod recipe;

@@ -5,6 +5,7 @@
 use crate::backend::onnx::read_interface;
 use crate::backend::TensorSpec;
 use crate::flow::FarnebackParams;
+use crate::objects::ObjectParams;
 use crate::preprocess::InputGeometry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,6 +60,10 @@ pub struct Manifest {
     /// training flows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<FlowSection>,
+    /// Foreground objects an object-centric recipe (hf2vad) scores, found by the engine with
+    /// these parameters, exactly as `vigil dataset export --objects` found the training objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectsSection>,
     /// Statistics of the recipe's scores on normal training frames (`vigil calib scores`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
@@ -88,6 +93,22 @@ impl FlowSection {
     pub fn farneback(&self) -> FarnebackParams {
         match self {
             FlowSection::Farneback(p) => *p,
+        }
+    }
+}
+
+/// `[objects]`: which extractor and its parameters (the built-in motion extractor; a detector
+/// ONNX would be a second method).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum ObjectsSection {
+    Motion(ObjectParams),
+}
+
+impl ObjectsSection {
+    pub fn params(&self) -> ObjectParams {
+        match self {
+            ObjectsSection::Motion(p) => *p,
         }
     }
 }
@@ -248,6 +269,16 @@ impl ModelPackage {
                 .validate()
                 .map_err(|e| self.invalid(format!("{e}")))?;
         }
+        if let Some(o) = &m.objects {
+            o.params()
+                .validate()
+                .map_err(|e| self.invalid(format!("{e}")))?;
+            if m.flow.is_none() {
+                return Err(self.invalid(
+                    "[objects] needs a [flow] table: object cubes carry the flow between their frames".into(),
+                ));
+            }
+        }
         if let Some(c) = &m.calibration {
             for (k, s) in &c.components {
                 if s.std.is_nan() || s.std <= 0.0 || !s.mean.is_finite() {
@@ -285,17 +316,32 @@ impl ModelPackage {
             .map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
         for spec in &m.onnx.inputs {
             let s = &spec.shape;
-            // Every image input is [1, C*k, H, W]: batch 1, channels a multiple of the frame's.
-            if s.len() != 4
-                || s[0] != 1
-                || s[2] != g.height as usize
-                || s[3] != g.width as usize
-                || s[1] % g.channels as usize != 0
-            {
-                return Err(self.invalid(format!(
-                    "input `{}` has shape {:?} but [input] says {}x{} with {} channel(s); expected [1, k*{}, {}, {}]",
-                    spec.name, s, g.width, g.height, g.channels, g.channels, g.height, g.width
-                )));
+            match m.objects.map(|o| o.params()) {
+                // Every image input is [1, C*k, H, W]: batch 1, channels a multiple of the frame's.
+                None if s.len() != 4
+                    || s[0] != 1
+                    || s[2] != g.height as usize
+                    || s[3] != g.width as usize
+                    || s[1] % g.channels as usize != 0 =>
+                {
+                    return Err(self.invalid(format!(
+                        "input `{}` has shape {:?} but [input] says {}x{} with {} channel(s); expected [1, k*{}, {}, {}]",
+                        spec.name, s, g.width, g.height, g.channels, g.channels, g.height, g.width
+                    )));
+                }
+                // Object cubes: [slots, k, cube, cube].
+                Some(o)
+                    if s.len() != 4
+                        || s[0] != o.slots as usize
+                        || s[2] != o.cube as usize
+                        || s[3] != o.cube as usize =>
+                {
+                    return Err(self.invalid(format!(
+                        "input `{}` has shape {:?} but [objects] says {} slots of {}x{} cubes; expected [{}, k, {}, {}]",
+                        spec.name, s, o.slots, o.cube, o.cube, o.slots, o.cube, o.cube
+                    )));
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -123,6 +123,11 @@ struct ExportArgs {
     /// parameters otherwise.
     #[arg(long)]
     flow: bool,
+    /// Also write the moving objects' cubes (`<video>.obj_{frames,flows,boxes}.npy`) for
+    /// object-centric models (hf2vad), with the `[objects]` parameters of `--model` when it has
+    /// them, the built-in motion extractor's defaults otherwise. Needs `--flow`.
+    #[arg(long, requires = "flow")]
+    objects: bool,
 }
 
 #[derive(Subcommand)]
@@ -360,6 +365,12 @@ fn export(a: ExportArgs) -> Result<()> {
             .map(|f| f.farneback())
             .unwrap_or_default()
     });
+    let objects = a.objects.then(|| {
+        pkg.as_ref()
+            .and_then(|p| p.manifest.objects)
+            .map(|o| o.params())
+            .unwrap_or_default()
+    });
     let geo = match &pkg {
         Some(p) => p.manifest.input,
         None => {
@@ -382,7 +393,7 @@ fn export(a: ExportArgs) -> Result<()> {
     };
     let ds = Dataset::open(&a.dataset, split)?;
     let bar = indicatif::ProgressBar::new(ds.frame_count() as u64);
-    dataset::export(&ds, geo, flow, &a.out, |n| bar.inc(n as u64))?;
+    dataset::export(&ds, geo, flow, objects, &a.out, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     println!(
         "exported {} videos, {} frames ({}x{}x{}){} to {}",

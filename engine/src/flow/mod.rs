@@ -14,7 +14,7 @@
 //! becomes the "previous" frame of the next pair, which halves the cost in a stream.
 
 mod farneback;
-mod imgproc;
+pub(crate) mod imgproc;
 
 pub use farneback::{Expansion, Farneback};
 

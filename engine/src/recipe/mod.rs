@@ -3,6 +3,7 @@
 //! serves tract on a laptop and TensorRT on a Jetson.
 
 pub mod bdfi;
+pub mod hf2vad;
 pub mod maam_net;
 pub mod stm_ae;
 
@@ -13,7 +14,7 @@ use crate::window::FrameWindow;
 use std::time::Duration;
 use thiserror::Error;
 
-/// Most score components any recipe reports (BDFI: interpolation and memory error).
+/// Most score components any recipe reports (HF2-VAD: score, S_r, S_p, objects).
 pub const MAX_COMPONENTS: usize = 4;
 
 #[derive(Debug, Error)]
@@ -44,7 +45,7 @@ pub enum RecipeError {
     Scoring(#[from] crate::scoring::ScoringError),
 }
 
-pub const KNOWN_RECIPES: &str = "bdfi, maam-net, stm-ae";
+pub const KNOWN_RECIPES: &str = "bdfi, hf2vad, maam-net, stm-ae";
 
 /// One scored frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,6 +85,7 @@ pub trait Recipe: Send {
 pub fn build(pkg: &ModelPackage) -> Result<Box<dyn Recipe>, RecipeError> {
     match pkg.manifest.recipe.as_str() {
         "bdfi" => Ok(Box::new(bdfi::Bdfi::new(pkg)?)),
+        "hf2vad" => Ok(Box::new(hf2vad::Hf2Vad::new(pkg)?)),
         "maam-net" => Ok(Box::new(maam_net::MaamNet::new(pkg)?)),
         "stm-ae" => Ok(Box::new(stm_ae::StmAe::new(pkg)?)),
         other => Err(RecipeError::Unknown {

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses a different subset
 //! Paths the integration tests that run Python references share.
 
 use std::path::{Path, PathBuf};
