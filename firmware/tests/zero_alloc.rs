@@ -1,5 +1,6 @@
 //! Steady state allocates nothing per frame: preprocessing into the recipe
-//! window with its optical-flow stage (Farnebäck expansion and flow per frame pair), the error map, and the detector stage (normaliser, patch detector, event logic) are
+//! window with its optical-flow stage (Farnebäck expansion and flow per frame pair), the
+//! object extractor (background model, morphology, components, boxes), the error map, and the detector stage (normaliser, patch detector, event logic) are
 //! run on real Ped2 frames at the model's resolution (192x128) under a counting global allocator. The network itself (tract)
 //! is excluded: it is measured separately in docs/benchmarks.md.
 
@@ -36,6 +37,7 @@ use vigil::detector::Detector;
 use vigil::source::pixfmt::{PixelDecoder, RawFormat, RawGeometry};
 use vigil_engine::flow::{Farneback, FarnebackParams};
 use vigil_engine::frame::{Frame, PixelLayout};
+use vigil_engine::objects::{MotionExtractor, ObjectParams};
 use vigil_engine::package::ModelPackage;
 use vigil_engine::preprocess::Preprocessor;
 use vigil_engine::recipe::{Scored, MAX_COMPONENTS};
@@ -93,6 +95,16 @@ fn per_frame_work_except_the_network_allocates_nothing() {
         geo.pixel_range,
     );
     let mut map = ErrorMap::new(geo.width as usize, geo.height as usize).unwrap();
+    // the object extractor of the object-centric recipe (hf2vad)
+    let mut objects = MotionExtractor::new(
+        ObjectParams::default(),
+        geo.width as usize,
+        geo.height as usize,
+        geo.channels as usize,
+        geo.pixel_range,
+    )
+    .unwrap();
+    let mut boxes_seen = 0usize;
     // Thresholds out of reach: this test is about frames, events (rare, a message each) allocate.
     let events = EventConfig {
         on: 2.0,
@@ -141,6 +153,8 @@ fn per_frame_work_except_the_network_allocates_nothing() {
             assert!(msg.is_none());
             // the flow was computed: the Ped2 walkers move
             assert!(window.flow(1).dx().iter().any(|v| v.abs() > 0.1));
+            let clip = [window.plane(0), window.plane(1), window.plane(2)];
+            boxes_seen += objects.detect(window.index(2), &clip).unwrap().len();
         }
         COUNTING.store(false, Ordering::Relaxed);
     };
@@ -154,4 +168,5 @@ fn per_frame_work_except_the_network_allocates_nothing() {
     }
     let n = ALLOCS.load(Ordering::Relaxed);
     assert_eq!(n, 0, "{n} heap allocations in 195 steady-state frames");
+    assert!(boxes_seen > 195, "the extractor found the walkers: {boxes_seen} boxes");
 }
