@@ -402,7 +402,11 @@ fn export(a: ExportArgs) -> Result<()> {
         geo.channels,
         geo.height,
         geo.width,
-        if flow.is_some() { " with flow" } else { "" },
+        match (flow.is_some(), objects.is_some()) {
+            (true, true) => " with flow and object cubes",
+            (true, false) => " with flow",
+            _ => "",
+        },
         a.out.display()
     );
     Ok(())
