@@ -6,6 +6,7 @@ pub mod bdfi;
 pub mod hf2vad;
 pub mod maam_net;
 pub mod stm_ae;
+pub mod ustn_dsc;
 
 use crate::package::ModelPackage;
 use crate::scoring::errormap::ErrorMap;
@@ -45,7 +46,7 @@ pub enum RecipeError {
     Scoring(#[from] crate::scoring::ScoringError),
 }
 
-pub const KNOWN_RECIPES: &str = "bdfi, hf2vad, maam-net, stm-ae";
+pub const KNOWN_RECIPES: &str = "bdfi, hf2vad, maam-net, stm-ae, ustn-dsc";
 
 /// One scored frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,6 +89,7 @@ pub fn build(pkg: &ModelPackage) -> Result<Box<dyn Recipe>, RecipeError> {
         "hf2vad" => Ok(Box::new(hf2vad::Hf2Vad::new(pkg)?)),
         "maam-net" => Ok(Box::new(maam_net::MaamNet::new(pkg)?)),
         "stm-ae" => Ok(Box::new(stm_ae::StmAe::new(pkg)?)),
+        "ustn-dsc" => Ok(Box::new(ustn_dsc::UstnDsc::new(pkg)?)),
         other => Err(RecipeError::Unknown {
             package: pkg.manifest.name.clone(),
             recipe: other.to_owned(),
