@@ -1,5 +1,6 @@
 //! Time of the engine's Farnebäck flow per frame pair at model resolution, on one core, on the
-//! frames of a Ped2 video (tests/bench_flow.sh runs it beside OpenCV on the same frames).
+//! frames of a Ped2 video (tests/bench_flow.sh runs it beside OpenCV on the same frames), and
+//! the time of the object extractor (hf2vad) per frame on the same stream.
 //!
 //!   cargo run --release -p vigil-engine --example flow_bench -- FRAMES_DIR [PAIRS] [OUT_NPY]
 //!
@@ -11,6 +12,7 @@
 use std::time::Instant;
 use vigil_engine::flow::{Farneback, FarnebackParams};
 use vigil_engine::imageio;
+use vigil_engine::objects::{MotionExtractor, ObjectParams};
 use vigil_engine::preprocess::{InputGeometry, Preprocessor, ResizeFilter};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -91,5 +93,24 @@ fn main() {
         scratch.len(),
         median(scratch),
         median(stream)
+    );
+    // the hf2vad recipe's object extractor on the same stream (per frame, boxes included)
+    let mut ex = MotionExtractor::new(ObjectParams::default(), w, h, 1, range).unwrap();
+    let mut boxes = 0;
+    let objects: Vec<f64> = planes
+        .windows(5)
+        .enumerate()
+        .map(|(i, clip)| {
+            let refs: Vec<&[f32]> = clip.iter().map(|p| p.as_slice()).collect();
+            let t = Instant::now();
+            boxes += ex.detect(i as u64 + 4, &refs).unwrap().len();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    println!(
+        "vigil motion objects {w}x{h}, {} frames, 1 thread: median {:.3} ms/frame ({:.1} boxes/frame)",
+        objects.len(),
+        median(objects.clone()),
+        boxes as f64 / objects.len() as f64
     );
 }
