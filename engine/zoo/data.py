@@ -145,3 +145,68 @@ class FrameFlowSampler(_Sampler):
             flows.append(f)
         g = lambda xs: torch.from_numpy(np.ascontiguousarray(np.stack(xs)))
         return g(frames), g(flows)
+
+
+# --------------------------------------------------------------------------------------------
+# Object cubes (hf2vad)
+# --------------------------------------------------------------------------------------------
+
+def load_objects(folder, mmap=False):
+    """Returns [(video_id, frames_in_video, cubes [M, 5, S, S], flows [M, 8, S, S],
+    boxes [M, 5])] in index order, for the object cubes written by
+    `vigil dataset export --objects` (index.json: "objects" per video with "frames_file",
+    "flows_file", "boxes_file", "count"; top-level "objects" = the extractor's parameters).
+
+    cubes: crops of frames t-4..t (oldest first), [-1, 1]; flows: crops of the 4 flows
+    t-4->t-3 .. t-1->t, (dx, dy) per flow, pixels at the exported geometry (not rescaled by the
+    crop); boxes: (t, x0, y0, x1, y1), t = 0-based frame index in the video (>= 4). A video with
+    no object has M = 0. Every shape, dtype and frame index is checked, so a stale or partial
+    export fails here rather than as a silent mis-alignment of scores and labels."""
+    index = load_index(folder)
+    if "objects" not in index:
+        raise ValueError(f"{folder}: index.json has no \"objects\" (export with `vigil dataset export --objects`)")
+    out = []
+    for v in index["videos"]:
+        o = v.get("objects")
+        if o is None:
+            raise ValueError(f"{folder}: video {v['id']} has no \"objects\" entry in index.json")
+        load = lambda k: np.load(os.path.join(folder, o[k]), mmap_mode="r" if mmap else None)
+        cubes, flows, boxes = load("frames_file"), load("flows_file"), load("boxes_file")
+        m = int(o["count"])
+        for name, a, tail in (("frames_file", cubes, (5,)), ("flows_file", flows, (8,)), ("boxes_file", boxes, (5,))):
+            if a.dtype != np.float32 or a.shape[0] != m or tuple(a.shape[1:len(tail) + 1]) != tail:
+                raise ValueError(f"{o[name]}: expected float32 [{m}, {tail[0]}, ...], got {a.dtype} {list(a.shape)}")
+        if cubes.shape[2:] != flows.shape[2:] or cubes.ndim != 4 or cubes.shape[2] != cubes.shape[3]:
+            raise ValueError(f"video {v['id']}: cube shapes {list(cubes.shape)} / {list(flows.shape)}")
+        t = np.asarray(boxes[:, 0]) if m else np.zeros(0)
+        if m and (t.min() < 4 or t.max() >= v["frames"] or np.any(t != np.round(t))):
+            raise ValueError(f"video {v['id']}: object frame indices must be integers in [4, {v['frames']})")
+        out.append((v["id"], int(v["frames"]), cubes, flows, boxes))
+    return out
+
+
+class ObjectCubeSampler(_Sampler):
+    """All object cubes of the exported videos, shuffled across videos (objects are independent
+    samples): batches of (cubes [B, 5, S, S] = frames t-4..t, flows [B, 8, S, S]).
+
+    The arrays are read into memory once (53 kB per 32x32 object). No augmentation: a flipped
+    cube would need its flows transformed, and on Ped2 the walking directions and the scene
+    layout are part of normality. `videos` selects videos by index; `exclude` drops videos by
+    id and `only` keeps just these ids (a held-out normal video for model selection)."""
+
+    def __init__(self, folder, videos=None, exclude=(), only=None):
+        vids = load_objects(folder, mmap=True)
+        if videos is not None:
+            vids = [vids[i] for i in videos]
+        vids = [v for v in vids if v[0] not in set(exclude) and (only is None or v[0] in set(only))]
+        if not vids:
+            raise ValueError(f"{folder}: no video left after the selection")
+        self.video_ids = [v[0] for v in vids]
+        self.cubes = np.concatenate([np.asarray(v[2]) for v in vids])
+        self.flows = np.concatenate([np.asarray(v[3]) for v in vids])
+        self.items = list(range(self.cubes.shape[0]))
+
+    def make_batch(self, items, rng):
+        idx = np.sort(np.asarray(items))
+        g = lambda a: torch.from_numpy(np.ascontiguousarray(a[idx]))
+        return g(self.cubes), g(self.flows)

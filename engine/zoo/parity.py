@@ -4,6 +4,10 @@
         --inputs DIR --out DIR
     python engine/zoo/parity.py --model stm-ae --checkpoint engine/zoo/checkpoints/ped2-stm-ae.pt \
         --inputs DIR --out DIR
+    python engine/zoo/parity.py --model hf2vad --checkpoint engine/zoo/checkpoints/ped2-hf2vad.pt \
+        --inputs DIR --out DIR
+    python engine/zoo/parity.py --model ustn-dsc --checkpoint engine/zoo/checkpoints/ped2-ustn-dsc.pt \
+        --inputs DIR --out DIR
 
 `--model bdfi` (the default): reads DIR/prev.npy and DIR/next.npy (float32 [1,1,128,192] in
 [-1,1]) and writes OUT/frame.npy, OUT/mem_err.npy and OUT/flow.npy.
@@ -13,6 +17,13 @@ folded, the ONNX's is, so the comparison also covers the folding.
 `--model stm-ae`: reads DIR/frames.npy (float32 [1,4,128,192], frames t-4..t-1 in [-1,1]) and
 DIR/flows.npy (float32 [1,6,128,192], (dx, dy) of the flows t-4->t-3, t-3->t-2, t-2->t-1 in
 pixels) and writes OUT/pred.npy (predicted frame t).
+`--model hf2vad`: reads DIR/frames.npy (float32 [K,4,32,32], per object slot the crops of frames
+t-4..t-1 in [-1,1]; the package has K = 16) and DIR/flows.npy (float32 [K,8,32,32], (dx, dy) of
+the flows t-4->t-3 .. t-1->t in pixels) and writes OUT/flow_recon.npy and OUT/pred.npy (posterior
+mean, as in the ONNX graph).
+`--model ustn-dsc`: reads DIR/keyframes.npy (float32 [1,3,128,192], frames t-8, t-4, t in [-1,1])
+and writes OUT/clip.npy ([1,9,128,192], the restored frames t-8..t). The relative position biases
+are computed from the checkpoint's tables, the ONNX has them as constants.
 
 The checkpoint runs in eval mode on CPU in float32 (one thread); file names are the ONNX input
 and output names of the package, so the Rust test suite can compare tract's outputs of
@@ -30,6 +41,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def load(model_name, path):
     """(model in eval mode, [(input name, channels)], output names in forward order)."""
+    if model_name == "ustn-dsc":
+        from train_ustn_dsc import load_checkpoint
+        model, _ = load_checkpoint(path)
+        return model, [("keyframes", 3)], ("clip",)  # USTNDSC.forward
+    if model_name == "hf2vad":
+        from train_hf2vad import load_checkpoint
+        model, _ = load_checkpoint(path)
+        c = model.cfg
+        return model, [("frames", c.img_channels * c.clip_hist), ("flows", c.flow_ch)], ("flow_recon", "pred")
     if model_name == "bdfi":
         from train_bdfi import load_checkpoint
         model, _ = load_checkpoint(path)
@@ -46,7 +66,7 @@ def load(model_name, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["bdfi", "maam-net", "stm-ae"], default="bdfi")
+    ap.add_argument("--model", choices=["bdfi", "maam-net", "stm-ae", "hf2vad", "ustn-dsc"], default="bdfi")
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--inputs", required=True, help="folder with one <input name>.npy per ONNX input")
     ap.add_argument("--out", required=True)
@@ -55,12 +75,16 @@ def main():
     torch.set_num_threads(1)  # deterministic reductions, and CI machines are small
     model, inputs, outputs = load(args.model, args.checkpoint)
     model = model.float().eval()
-    h, w = model.cfg.height, model.cfg.width
+    if args.model == "hf2vad":  # object cubes: any number of slots (the package has 16)
+        n, h, w = None, model.cfg.cube, model.cfg.cube
+    else:
+        n, h, w = 1, model.cfg.height, model.cfg.width
     x = []
     for name, ch in inputs:
         a = np.load(os.path.join(args.inputs, f"{name}.npy"))
-        if a.shape != (1, ch, h, w):
-            sys.exit(f"{name}.npy has shape {a.shape}, expected (1, {ch}, {h}, {w})")
+        k = a.shape[0] if n is None and a.ndim == 4 else n
+        if a.shape != (k, ch, h, w):
+            sys.exit(f"{name}.npy has shape {a.shape}, expected ({'K' if n is None else n}, {ch}, {h}, {w})")
         x.append(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)))
     with torch.no_grad():
         res = model(*x)

@@ -168,5 +168,8 @@ fn per_frame_work_except_the_network_allocates_nothing() {
     }
     let n = ALLOCS.load(Ordering::Relaxed);
     assert_eq!(n, 0, "{n} heap allocations in 195 steady-state frames");
-    assert!(boxes_seen > 195, "the extractor found the walkers: {boxes_seen} boxes");
+    assert!(
+        boxes_seen > 195,
+        "the extractor found the walkers: {boxes_seen} boxes"
+    );
 }
