@@ -268,3 +268,94 @@ fn maam_net_paper_scores_are_per_video_minmax_of_pscd_and_stm_ae_inverts_psnr() 
         "a lower PSNR must give a higher streaming score"
     );
 }
+
+fn shipped_package(name: &str) -> ModelPackage {
+    ModelPackage::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn hf2vad_package_checks_its_objects_table_against_the_graph() {
+    let pkg = shipped_package("ped2-hf2vad");
+    let o = pkg
+        .manifest
+        .objects
+        .expect("ped2-hf2vad ships [objects]")
+        .params();
+    assert_eq!((o.slots, o.cube), (16, 32));
+    let r = recipe::build(&pkg).unwrap();
+    assert_eq!(
+        r.component_names(),
+        ["score", "flow_err", "frame_err", "objects"]
+    );
+
+    // the table's slot count must be the graph's batch
+    let dir = copy_package_with("ped2-hf2vad", |t| {
+        table(t, "objects").insert("slots".into(), toml::Value::Integer(8));
+    });
+    let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("8 slots"), "{err}");
+    // without [objects] the cube inputs are not frames of the model resolution
+    let dir = copy_package_with("ped2-hf2vad", |t| {
+        t.remove("objects");
+    });
+    let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("input `frames`"), "{err}");
+    // a bad extractor parameter and an unknown one are named
+    let dir = copy_package_with("ped2-hf2vad", |t| {
+        table(t, "objects").insert("min_area".into(), toml::Value::Integer(0));
+    });
+    let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("min_area"), "{err}");
+    let dir = copy_package_with("ped2-hf2vad", |t| {
+        table(t, "objects").insert("min_size".into(), toml::Value::Integer(3));
+    });
+    let err = ModelPackage::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("min_size"), "{err}");
+    // the training statistics are required, not defaulted
+    let dir = copy_package_with("ped2-hf2vad", |t| {
+        table(t, "params").remove("sr_std");
+    });
+    let pkg = ModelPackage::load(dir.path()).unwrap();
+    let err = recipe::build(&pkg).err().expect("sr_std is required");
+    assert!(
+        matches!(&err, RecipeError::Param { key, .. } if key == "sr_std"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hf2vad_scores_frames_by_the_median_of_17_and_ustn_dsc_by_non_overlapping_clips() {
+    let hf = recipe::build(&shipped_package("ped2-hf2vad")).unwrap();
+    // the official median filter (width 17, zero padded as scipy.signal.medfilt) removes a
+    // one-frame spike and keeps a 9-frame event
+    let spike: Vec<f32> = (0..40).map(|i| if i == 20 { 9.0 } else { 1.0 }).collect();
+    assert_eq!(hf.paper_scores(&[spike]), vec![1.0; 40]);
+    let event: Vec<f32> = (0..40)
+        .map(|i| if (16..25).contains(&i) { 9.0 } else { 1.0 })
+        .collect();
+    assert_eq!(hf.paper_scores(&[event])[20], 9.0);
+
+    let ustn = recipe::build(&shipped_package("ped2-ustn-dsc")).unwrap();
+    assert_eq!(ustn.window_len(), 9);
+    // frames 0..8 take the clip ending at 8, 9..17 the one ending at 17, 18..19 the last one;
+    // then 1 - minmax of the PSNR
+    let psnr: Vec<f32> = (0..20).map(|i| i as f32).collect();
+    let s = ustn.paper_scores(&[psnr]);
+    let expected = |v: f32| 1.0 - (v - 8.0) / (19.0 - 8.0);
+    for (i, got) in s.iter().enumerate() {
+        let clip_end = [8.0, 17.0, 19.0][i / 9];
+        assert!((got - expected(clip_end)).abs() < 1e-6, "frame {i}: {got}");
+    }
+    let dir = copy_package_with("ped2-ustn-dsc", |t| {
+        table(t, "params").insert("clip".into(), toml::Value::Integer(8));
+    });
+    let err = recipe::build(&ModelPackage::load(dir.path()).unwrap())
+        .err()
+        .expect("an even clip has no middle keyframe");
+    assert!(err.to_string().contains("odd"), "{err}");
+}
