@@ -76,10 +76,14 @@ cat > "$tmp/expected" <<'LIST'
 /usr/share/vigil/models/ped2-bdfi/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.toml -rw-r--r--
+/usr/share/vigil/models/ped2-hf2vad/model.onnx -rw-r--r--
+/usr/share/vigil/models/ped2-hf2vad/model.toml -rw-r--r--
 /usr/share/vigil/models/ped2-maam-net/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-maam-net/model.toml -rw-r--r--
 /usr/share/vigil/models/ped2-stm-ae/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-stm-ae/model.toml -rw-r--r--
+/usr/share/vigil/models/ped2-ustn-dsc/model.onnx -rw-r--r--
+/usr/share/vigil/models/ped2-ustn-dsc/model.toml -rw-r--r--
 LIST
 diff -u "$tmp/expected" "$tmp/files" || fail "file list or modes differ from the expected list (above)"
 dpkg-deb -c "$deb" | awk '{print $2}' | grep -Eqv '^(0/0|root/root)$' && fail "files not owned by root"
