@@ -22,7 +22,7 @@ from parity import load  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 CHECKPOINTS = {m: os.path.join(REPO, "engine/zoo/checkpoints", f"ped2-{m}.pt")
-               for m in ("bdfi", "maam-net", "stm-ae", "hf2vad")}
+               for m in ("bdfi", "maam-net", "stm-ae", "hf2vad", "ustn-dsc")}
 
 
 def deployed_params(name):
