@@ -1,7 +1,7 @@
 """Train HF2-VAD (`hf2vad` recipe) in two stages (see README.md, "HF2-VAD", for the commands).
 
     python engine/zoo/train_hf2vad.py --data engine/zoo/data/ped2-train-128x192 --stage all \
-        --epochs-memae 8 --epochs-cvae 5 --batch 64 --threads 1 --seed 0 \
+        --epochs-memae 6 --epochs-cvae 4 --batch 64 --threads 1 --seed 0 \
         --out engine/zoo/checkpoints/ped2-hf2vad.pt
 
 The folder must hold the object cubes (`vigil dataset export --flow --objects`). Samples are
@@ -161,8 +161,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder written by `vigil dataset export --flow --objects`")
     ap.add_argument("--stage", choices=STAGES + ("all",), default="all")
-    ap.add_argument("--epochs-memae", type=int, default=8)
-    ap.add_argument("--epochs-cvae", type=int, default=5)
+    ap.add_argument("--epochs-memae", type=int, default=6)
+    ap.add_argument("--epochs-cvae", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr-memae", type=float, default=1e-3)
     ap.add_argument("--lr-cvae", type=float, default=1e-3)

@@ -20,7 +20,7 @@ pub fn crop_resize_into(
 ) {
     let hw = w * h;
     let ss = side * side;
-    debug_assert!(hw > 0 && src.len() % hw == 0 && out.len() == src.len() / hw * ss);
+    debug_assert!(hw > 0 && src.len() / hw * hw == src.len() && out.len() == src.len() / hw * ss);
     debug_assert!(b.x1 as usize <= w && b.y1 as usize <= h && b.x0 < b.x1 && b.y0 < b.y1);
     let taps = |lo: u32, hi: u32, i: usize| -> (usize, usize, f32) {
         let scale = (hi - lo) as f32 / side as f32;

@@ -110,7 +110,7 @@ impl MotionExtractor {
                 height: self.height,
             });
         }
-        let fresh = self.last_index.map_or(true, |l| index != l.wrapping_add(1));
+        let fresh = !matches!(self.last_index, Some(l) if index == l.wrapping_add(1));
         self.last_index = Some(index);
         if fresh {
             self.seed_background(frames);
@@ -137,14 +137,20 @@ impl MotionExtractor {
         );
         // Differs from the background: the object now, not where it was at t-1 (that is
         // background again), and its whole body, not only the edges differencing sees.
-        for i in 0..n {
-            let fg = self.near_motion[i] == 1 && (b0[i] - self.bg[i]).abs() > p.bg_threshold;
-            self.mask[i] = u8::from(fg);
+        let cells = self
+            .mask
+            .iter_mut()
+            .zip(&self.near_motion)
+            .zip(&mut self.bg)
+            .zip(b0);
+        for (((m, &near), bg), &v) in cells {
+            let fg = near == 1 && (v - *bg).abs() > p.bg_threshold;
+            *m = u8::from(fg);
             // learn only away from motion: a slow walker's uniform body changes little from
             // frame to frame and would otherwise fade into the background; a ghost (something
             // that was there when the model was seeded) does not move and fades at `bg_rate`
-            if self.near_motion[i] == 0 {
-                self.bg[i] += p.bg_rate * (b0[i] - self.bg[i]);
+            if near == 0 {
+                *bg += p.bg_rate * (v - *bg);
             }
         }
         // closing: dilate into near_motion (free now), erode back into mask

@@ -89,7 +89,7 @@ impl Hf2Vad {
         let w_r = param_f32(pkg, "w_r", 1.0, (0.0, 1e6))?;
         let w_p = param_f32(pkg, "w_p", 0.1, (0.0, 1e6))?;
         let median = param_f32(pkg, "median", 17.0, (1.0, 1001.0))?;
-        if median.fract() != 0.0 || median as usize % 2 == 0 {
+        if median.fract() != 0.0 || median as usize & 1 == 0 {
             return Err(RecipeError::Param {
                 package: m.name.clone(),
                 key: "median".into(),

@@ -39,7 +39,7 @@ impl UstnDsc {
             reason,
         };
         let clip = param_f32(pkg, "clip", 9.0, (3.0, 65.0))?;
-        if clip.fract() != 0.0 || clip as usize % 2 == 0 {
+        if clip.fract() != 0.0 || clip as usize & 1 == 0 {
             return Err(RecipeError::Param {
                 package: m.name.clone(),
                 key: "clip".into(),
