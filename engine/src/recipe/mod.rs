@@ -133,6 +133,22 @@ pub(crate) fn calibrated(
         .transpose()
 }
 
+/// Streaming score of a PSNR component (stm-ae, ustn-dsc): lower PSNR = more anomalous, so
+/// `-PSNR`, z-scored with the training statistics when calibrated.
+pub(crate) fn fuse_psnr(stats: Option<(f32, f32)>, psnr: f32) -> f32 {
+    match stats {
+        Some((mean, std)) => (mean - psnr) / std,
+        None => -psnr,
+    }
+}
+
+/// The papers' score from a video's PSNR series: `1 - minmax(PSNR)`.
+pub(crate) fn inverted_minmax(mut s: Vec<f32>) -> Vec<f32> {
+    let _ = crate::scoring::metrics::minmax_normalize(&mut s);
+    s.iter_mut().for_each(|v| *v = 1.0 - *v);
+    s
+}
+
 /// Reads an optional float parameter from `[params]`, checking its range.
 pub(crate) fn param_f32(
     pkg: &ModelPackage,

@@ -12,10 +12,12 @@
 //!
 //! Latency: none; frame t is scored as soon as it arrives.
 
-use super::{calibrated, io_index, require_flow, Recipe, RecipeError, Scored, MAX_COMPONENTS};
+use super::{
+    calibrated, fuse_psnr, inverted_minmax, io_index, require_flow, Recipe, RecipeError, Scored,
+    MAX_COMPONENTS,
+};
 use crate::package::ModelPackage;
 use crate::scoring::errormap::{mse, psnr, squared_error_into, ErrorMap};
-use crate::scoring::metrics::minmax_normalize;
 use crate::tensor::Tensor;
 use crate::window::FrameWindow;
 
@@ -136,17 +138,10 @@ impl Recipe for StmAe {
     }
 
     fn fuse(&self, c: &[f32; MAX_COMPONENTS]) -> f32 {
-        // higher PSNR = more normal; the raw score grows with anomaly
-        match self.stats {
-            Some((mean, std)) => (mean - c[0]) / std,
-            None => -c[0],
-        }
+        fuse_psnr(self.stats, c[0])
     }
 
     fn paper_scores(&self, components: &[Vec<f32>]) -> Vec<f32> {
-        let mut s = components.first().cloned().unwrap_or_default();
-        let _ = minmax_normalize(&mut s);
-        s.iter_mut().for_each(|v| *v = 1.0 - *v);
-        s
+        inverted_minmax(components.first().cloned().unwrap_or_default())
     }
 }

@@ -11,10 +11,12 @@
 //! no latency), `-PSNR` z-scored with the package's training statistics. The localisation map
 //! is the squared error of the worst restored frame.
 
-use super::{calibrated, io_index, param_f32, Recipe, RecipeError, Scored, MAX_COMPONENTS};
+use super::{
+    calibrated, fuse_psnr, inverted_minmax, io_index, param_f32, Recipe, RecipeError, Scored,
+    MAX_COMPONENTS,
+};
 use crate::package::ModelPackage;
 use crate::scoring::errormap::{mse, psnr, squared_error_into, ErrorMap};
-use crate::scoring::metrics::minmax_normalize;
 use crate::tensor::Tensor;
 use crate::window::FrameWindow;
 
@@ -144,21 +146,16 @@ impl Recipe for UstnDsc {
     }
 
     fn fuse(&self, c: &[f32; MAX_COMPONENTS]) -> f32 {
-        match self.stats {
-            Some((mean, std)) => (mean - c[0]) / std,
-            None => -c[0],
-        }
+        fuse_psnr(self.stats, c[0])
     }
 
     fn paper_scores(&self, components: &[Vec<f32>]) -> Vec<f32> {
         let sliding = components.first().cloned().unwrap_or_default();
         let n = sliding.len();
         // non-overlapping clips: frame i takes the clip that ends at 9 * (i / 9) + 8
-        let mut s: Vec<f32> = (0..n)
+        let s: Vec<f32> = (0..n)
             .map(|i| sliding[(self.clip * (i / self.clip) + self.clip - 1).min(n - 1)])
             .collect();
-        let _ = minmax_normalize(&mut s);
-        s.iter_mut().for_each(|v| *v = 1.0 - *v);
-        s
+        inverted_minmax(s)
     }
 }
