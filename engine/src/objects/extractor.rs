@@ -22,7 +22,7 @@ pub struct MotionExtractor {
     kernel: Vec<f32>,
     luma: Vec<f32>,
     tmp: Vec<f32>,
-    /// Blurred t-2, t-1, t in 0..255 units.
+    /// Blurred frames in 0..255 units: `[seed scratch, t-1, t]`.
     blurred: [Vec<f32>; 3],
     bg: Vec<f32>,
     /// Per pixel, the seed frames' values (`SEED_FRAMES` per pixel).
@@ -115,9 +115,10 @@ impl MotionExtractor {
         if fresh {
             self.seed_background(frames);
         }
+        // only t-1 and t are differenced; slot 0 is the seed's scratch
         let k = frames.len();
-        for (slot, f) in frames[k - 3..].iter().enumerate() {
-            self.blur_into(f, slot);
+        for (slot, f) in frames[k - 2..].iter().enumerate() {
+            self.blur_into(f, slot + 1);
         }
         let p = self.params;
         let [_, b1, b0] = &self.blurred;

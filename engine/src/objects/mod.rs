@@ -2,9 +2,10 @@
 //! spatio-temporal cubes cropped around them.
 //!
 //! HF2-VAD's official pipeline takes boxes from a COCO detector plus "motion boxes" found by
-//! frame differencing. Vigil's built-in extractor needs no weights: three-frame differencing
-//! finds what moves, a selectively updated background model fills in the bodies of the movers
-//! (differencing alone only sees their edges), and connected components of the combined mask,
+//! frame differencing. Vigil's built-in extractor needs no weights: the difference of t and
+//! t-1 finds what moves, a background model learned away from motion fills in the bodies of the
+//! movers and drops where they were at t-1 (differencing alone sees both, and only their edges),
+//! and connected components of the mask near motion,
 //! filtered by area and aspect ratio, padded and de-duplicated, become the boxes
 //! ([`MotionExtractor`]). The same code crops the cubes at run time and in
 //! `vigil dataset export --objects`, so a model is trained on exactly the crops it is served.
