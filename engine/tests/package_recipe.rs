@@ -173,6 +173,15 @@ fn a_directory_without_a_manifest_is_explained() {
     );
 }
 
+fn shipped_package(name: &str) -> ModelPackage {
+    ModelPackage::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(name),
+    )
+    .unwrap()
+}
+
 /// A copy of a shipped package `name` whose manifest went through `edit`.
 fn copy_package_with(name: &str, edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -195,12 +204,7 @@ fn flow_recipes_load_and_refuse_a_package_without_flow() {
         ("ped2-maam-net", "maam-net", &["pscd", "img", "flow"][..]),
         ("ped2-stm-ae", "stm-ae", &["psnr"][..]),
     ] {
-        let pkg = ModelPackage::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("models")
-                .join(name),
-        )
-        .unwrap();
+        let pkg = shipped_package(name);
         assert!(pkg.manifest.flow.is_some(), "{name} ships a [flow] table");
         let r = recipe::build(&pkg).unwrap();
         assert_eq!(r.name(), recipe);
@@ -238,22 +242,14 @@ fn flow_recipes_load_and_refuse_a_package_without_flow() {
 
 #[test]
 fn maam_net_paper_scores_are_per_video_minmax_of_pscd_and_stm_ae_inverts_psnr() {
-    let load = |name: &str| {
-        ModelPackage::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("models")
-                .join(name),
-        )
-        .unwrap()
-    };
-    let maam = recipe::build(&load("ped2-maam-net")).unwrap();
+    let maam = recipe::build(&shipped_package("ped2-maam-net")).unwrap();
     let s = maam.paper_scores(&[
         vec![2.0, 4.0, 3.0],
         vec![9.0, 0.0, 1.0],
         vec![0.0, 9.0, 1.0],
     ]);
     assert_eq!(s, vec![0.0, 1.0, 0.5], "only pscd enters the score");
-    let stm = recipe::build(&load("ped2-stm-ae")).unwrap();
+    let stm = recipe::build(&shipped_package("ped2-stm-ae")).unwrap();
     // high PSNR = normal: the paper's S = 1 - minmax(PSNR)
     assert_eq!(
         stm.paper_scores(&[vec![30.0, 20.0, 25.0]]),
@@ -267,15 +263,6 @@ fn maam_net_paper_scores_are_per_video_minmax_of_pscd_and_stm_ae_inverts_psnr() 
         stm.fuse(&c) > high,
         "a lower PSNR must give a higher streaming score"
     );
-}
-
-fn shipped_package(name: &str) -> ModelPackage {
-    ModelPackage::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models")
-            .join(name),
-    )
-    .unwrap()
 }
 
 #[test]
