@@ -13,7 +13,7 @@
 use crate::flow::{Farneback, FarnebackParams};
 use crate::frame::Frame;
 use crate::imageio::{self, ImageIoError};
-use crate::objects::{crop_cube_into, MotionExtractor, ObjectParams};
+use crate::objects::{crop_cube_into, ObjectFinder};
 use crate::package::ObjectsSection;
 use crate::preprocess::{InputGeometry, PreprocessError, Preprocessor};
 use serde::Deserialize;
@@ -291,7 +291,7 @@ pub fn export(
     ds: &Dataset,
     geo: InputGeometry,
     flow: Option<FarnebackParams>,
-    objects: Option<ObjectParams>,
+    mut objects: Option<ObjectFinder>,
     out: &Path,
     mut progress: impl FnMut(usize),
 ) -> Result<(), DatasetError> {
@@ -315,10 +315,6 @@ pub fn export(
             "object cubes carry the flow between their frames: add --flow".into(),
         ));
     }
-    let mut extractor = objects
-        .map(|p| MotionExtractor::new(p, w, h, geo.channels as usize, geo.pixel_range))
-        .transpose()
-        .map_err(|e| DatasetError::Flow(format!("objects: {e}")))?;
     let mut index = Vec::new();
     for v in &ds.videos {
         let mut data = vec![0f32; plane * v.frames.len()];
@@ -348,7 +344,7 @@ pub fn export(
                 }
                 std::mem::swap(&mut a, &mut b);
             }
-            if let Some(ex) = extractor.as_mut() {
+            if let Some(ex) = objects.as_mut() {
                 entry["objects"] = export_objects(ex, &v.id, &data, &flows, geo, out)?;
             }
             let arr = ndarray::Array4::from_shape_vec((pairs, 2, h, w), flows)
@@ -377,7 +373,8 @@ pub fn export(
         "geometry": {"width": geo.width, "height": geo.height, "channels": geo.channels,
                       "pixel_range": geo.pixel_range, "resize": geo.resize},
         "flow": flow,
-        "objects": objects.map(ObjectsSection::Motion),
+        "objects": objects.as_ref().map(|o| ObjectsSection::Motion(*o.params())),
+        "detector": objects.as_ref().and_then(|o| o.detector()).map(|d| d.spec()),
         "source": ds.root.display().to_string(),
         "videos": index,
     });
@@ -399,7 +396,7 @@ pub const CUBE_FRAMES: usize = 5;
 /// (flows t-4->t-3 .. t-1->t) and `<id>.obj_boxes.npy` `[M, 5]` (t, x0, y0, x1, y1 in model
 /// pixels). Returns the index entry.
 pub fn export_objects(
-    ex: &mut MotionExtractor,
+    ex: &mut ObjectFinder,
     id: &str,
     data: &[f32],
     flows: &[f32],
@@ -429,7 +426,7 @@ pub fn export_objects(
             .map(|i| &flows[i * field..(i + 1) * field])
             .collect();
         let found = ex
-            .detect(t as u64, &clip)
+            .find(t as u64, &clip)
             .map_err(|e| DatasetError::Flow(format!("objects: {e}")))?;
         for b in found {
             let (a, l) = (cube_frames.len(), cube_flows.len());

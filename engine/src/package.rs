@@ -5,7 +5,7 @@
 use crate::backend::onnx::read_interface;
 use crate::backend::TensorSpec;
 use crate::flow::FarnebackParams;
-use crate::objects::ObjectParams;
+use crate::objects::{DetectorSpec, ObjectParams};
 use crate::preprocess::InputGeometry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -64,6 +64,9 @@ pub struct Manifest {
     /// these parameters, exactly as `vigil dataset export --objects` found the training objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<ObjectsSection>,
+    /// A detector ONNX whose boxes join the motion boxes of `[objects]` (docs/model-package.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<DetectorSpec>,
     /// Statistics of the recipe's scores on normal training frames (`vigil calib scores`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
@@ -98,7 +101,7 @@ impl FlowSection {
 }
 
 /// `[objects]`: which extractor and its parameters (the built-in motion extractor; a detector
-/// ONNX would be a second method).
+/// ONNX, `[detector]`, adds its boxes to the motion boxes).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "method", rename_all = "lowercase")]
 pub enum ObjectsSection {
@@ -279,6 +282,9 @@ impl ModelPackage {
                 ));
             }
         }
+        if let Some(d) = &m.detector {
+            self.validate_detector(d)?;
+        }
         if let Some(c) = &m.calibration {
             for (k, s) in &c.components {
                 if s.std.is_nan() || s.std <= 0.0 || !s.mean.is_finite() {
@@ -344,6 +350,39 @@ impl ModelPackage {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    /// `[detector]`: only beside `[objects]`, the file present, unchanged and a detector of the
+    /// declared layout.
+    fn validate_detector(&self, d: &DetectorSpec) -> Result<(), PackageError> {
+        if self.manifest.objects.is_none() {
+            return Err(self.invalid(
+                "[detector] needs an [objects] table: detections join the motion boxes of an object-centric recipe (hf2vad)".into(),
+            ));
+        }
+        let path = self.dir.join(&d.file);
+        if !path.is_file() {
+            return Err(self.invalid(format!(
+                "{} is missing; the manifest names it in [detector] file",
+                d.file
+            )));
+        }
+        let actual = sha256_file(&path).map_err(|source| PackageError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if !actual.eq_ignore_ascii_case(&d.sha256) {
+            return Err(PackageError::Checksum {
+                dir: self.dir.clone(),
+                file: d.file.clone(),
+                expected: d.sha256.clone(),
+                actual,
+            });
+        }
+        let iface = read_interface(&path).map_err(|r| self.invalid(format!("{}: {r}", d.file)))?;
+        d.check(&iface)
+            .map_err(|e| self.invalid(format!("{}: {e}", d.file)))?;
         Ok(())
     }
 

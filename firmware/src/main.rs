@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use vigil::config::Config;
 use vigil_engine::dataset::{self, Dataset, Split};
+use vigil_engine::objects::ObjectFinder;
 use vigil_engine::package::ModelPackage;
 use vigil_engine::preprocess::{InputGeometry, ResizeFilter};
 
@@ -365,12 +366,6 @@ fn export(a: ExportArgs) -> Result<()> {
             .map(|f| f.farneback())
             .unwrap_or_default()
     });
-    let objects = a.objects.then(|| {
-        pkg.as_ref()
-            .and_then(|p| p.manifest.objects)
-            .map(|o| o.params())
-            .unwrap_or_default()
-    });
     let geo = match &pkg {
         Some(p) => p.manifest.input,
         None => {
@@ -386,6 +381,21 @@ fn export(a: ExportArgs) -> Result<()> {
             }
         }
     };
+    // The package's object stage (motion parameters and its detector, if any), so the training
+    // cubes are the ones the recipe will be served; the motion defaults without a package.
+    let objects = if a.objects {
+        let params = pkg
+            .as_ref()
+            .and_then(|p| p.manifest.objects)
+            .map(|o| o.params())
+            .unwrap_or_default();
+        let detector = pkg
+            .as_ref()
+            .and_then(|p| p.manifest.detector.as_ref().map(|d| (d, p.dir.as_path())));
+        Some(ObjectFinder::build(params, &geo, detector).context("--objects")?)
+    } else {
+        None
+    };
     let split = if a.split == "training" {
         Split::Training
     } else {
@@ -393,6 +403,7 @@ fn export(a: ExportArgs) -> Result<()> {
     };
     let ds = Dataset::open(&a.dataset, split)?;
     let bar = indicatif::ProgressBar::new(ds.frame_count() as u64);
+    let with_objects = objects.is_some();
     dataset::export(&ds, geo, flow, objects, &a.out, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     println!(
@@ -402,7 +413,7 @@ fn export(a: ExportArgs) -> Result<()> {
         geo.channels,
         geo.height,
         geo.width,
-        match (flow.is_some(), objects.is_some()) {
+        match (flow.is_some(), with_objects) {
             (true, true) => " with flow and object cubes",
             (true, false) => " with flow",
             _ => "",

@@ -18,26 +18,39 @@ pub fn crop_resize_into(
     side: usize,
     out: &mut [f32],
 ) {
+    resize_box_into(src, w, h, b, side, side, out);
+}
+
+/// [`crop_resize_into`] to an `out_w x out_h` rectangle (the detector's letterbox).
+pub(crate) fn resize_box_into(
+    src: &[f32],
+    w: usize,
+    h: usize,
+    b: BoundingBox,
+    out_w: usize,
+    out_h: usize,
+    out: &mut [f32],
+) {
     let hw = w * h;
-    let ss = side * side;
-    debug_assert!(hw > 0 && src.len() / hw * hw == src.len() && out.len() == src.len() / hw * ss);
+    let os = out_w * out_h;
+    debug_assert!(hw > 0 && src.len() / hw * hw == src.len() && out.len() == src.len() / hw * os);
     debug_assert!(b.x1 as usize <= w && b.y1 as usize <= h && b.x0 < b.x1 && b.y0 < b.y1);
-    let taps = |lo: u32, hi: u32, i: usize| -> (usize, usize, f32) {
-        let scale = (hi - lo) as f32 / side as f32;
+    let taps = |lo: u32, hi: u32, n: usize, i: usize| -> (usize, usize, f32) {
+        let scale = (hi - lo) as f32 / n as f32;
         let c = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, (hi - lo - 1) as f32);
         let i0 = c.floor() as usize;
         let i1 = (i0 + 1).min((hi - lo - 1) as usize);
         (lo as usize + i0, lo as usize + i1, c - i0 as f32)
     };
-    for (plane, dst) in src.chunks_exact(hw).zip(out.chunks_exact_mut(ss)) {
-        for oy in 0..side {
-            let (y0, y1, fy) = taps(b.y0, b.y1, oy);
+    for (plane, dst) in src.chunks_exact(hw).zip(out.chunks_exact_mut(os)) {
+        for oy in 0..out_h {
+            let (y0, y1, fy) = taps(b.y0, b.y1, out_h, oy);
             let (r0, r1) = (&plane[y0 * w..(y0 + 1) * w], &plane[y1 * w..(y1 + 1) * w]);
-            for ox in 0..side {
-                let (x0, x1, fx) = taps(b.x0, b.x1, ox);
+            for ox in 0..out_w {
+                let (x0, x1, fx) = taps(b.x0, b.x1, out_w, ox);
                 let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
                 let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
-                dst[oy * side + ox] = top + (bottom - top) * fy;
+                dst[oy * out_w + ox] = top + (bottom - top) * fy;
             }
         }
     }

@@ -7,14 +7,19 @@
 //! movers and drops where they were at t-1 (differencing alone sees both, and only their edges),
 //! and connected components of the mask near motion,
 //! filtered by area and aspect ratio, padded and de-duplicated, become the boxes
-//! ([`MotionExtractor`]). The same code crops the cubes at run time and in
+//! ([`MotionExtractor`]). A package may add a detector ONNX (`[detector]`, [`Detector`]):
+//! its boxes come first and motion boxes fill in what it missed ([`ObjectFinder`]). The same code crops the cubes at run time and in
 //! `vigil dataset export --objects`, so a model is trained on exactly the crops it is served.
 
 mod cube;
+pub mod detector;
 mod extractor;
+mod finder;
 
 pub use cube::{crop_cube_into, crop_resize_into};
+pub use detector::{Detection, Detector, DetectorLayout, DetectorSpec};
 pub use extractor::MotionExtractor;
+pub use finder::ObjectFinder;
 
 use thiserror::Error;
 
@@ -33,6 +38,8 @@ pub enum ObjectError {
     },
     #[error("object extractor needs at least 3 frames (t-2, t-1, t), got {got}")]
     History { got: usize },
+    #[error("[detector] {path}: {reason}")]
+    Detector { path: String, reason: String },
 }
 
 /// A box in model-resolution pixels, `x0 <= x < x1`, `y0 <= y < y1`; never empty.

@@ -1,9 +1,9 @@
 //! `hf2vad`: hybrid flow reconstruction and flow-guided frame prediction (HF2-VAD, Liu et al.,
 //! ICCV 2021), object-centric.
 //!
-//! Each frame t, the engine's motion extractor (`[objects]`) boxes the moving objects; for each
-//! box the recipe crops a cube of frames t-4..t and the four flows between them (the window's
-//! flow stage, `[flow]`), resized to `cube x cube`. The network (static batch of `slots` cubes;
+//! Each frame t, the engine's object stage (`[objects]`, plus `[detector]` when the package has
+//! one) boxes the moving objects; for each box the recipe crops a cube of frames t-4..t and the
+//! four flows between them (the window's flow stage, `[flow]`), resized to `cube x cube`. The network (static batch of `slots` cubes;
 //! unused slots are zeros and ignored) reconstructs the flows through ML-MemAE-SC (`flow_recon`)
 //! and predicts frame t from frames t-4..t-1 conditioned on the reconstructed flows (`pred`).
 //!
@@ -19,7 +19,7 @@
 use super::{
     calibrated, io_index, param_f32, require_flow, Recipe, RecipeError, Scored, MAX_COMPONENTS,
 };
-use crate::objects::{crop_cube_into, crop_resize_into, BoundingBox, MotionExtractor};
+use crate::objects::{crop_cube_into, crop_resize_into, BoundingBox, ObjectFinder};
 use crate::package::ModelPackage;
 use crate::scoring::errormap::ErrorMap;
 use crate::scoring::smoothing::median_filter;
@@ -48,7 +48,7 @@ pub struct Hf2Vad {
     height: usize,
     side: usize,
     channels: usize,
-    extractor: MotionExtractor,
+    objects: ObjectFinder,
     boxes: Vec<BoundingBox>,
     /// The cubes' flows and target frames, kept for scoring (the network only sees copies).
     flows: Vec<f32>,
@@ -124,8 +124,12 @@ impl Hf2Vad {
                 )));
             }
         }
-        let extractor = MotionExtractor::new(objects, w, h, c, m.input.pixel_range)
-            .map_err(|e| pkg_err(e.to_string()))?;
+        let finder = ObjectFinder::build(
+            objects,
+            &m.input,
+            m.detector.as_ref().map(|d| (d, pkg.dir.as_path())),
+        )
+        .map_err(|e| pkg_err(e.to_string()))?;
         Ok(Self {
             w_r,
             w_p,
@@ -140,7 +144,7 @@ impl Hf2Vad {
             height: h,
             side: s,
             channels: c,
-            extractor,
+            objects: finder,
             boxes: Vec::with_capacity(k),
             flows: vec![0.0; k * 2 * PAST * s * s],
             targets: vec![0.0; k * c * s * s],
@@ -188,8 +192,8 @@ impl Recipe for Hf2Vad {
         let planes: [&[f32]; PAST + 1] = std::array::from_fn(|i| window.plane(i));
         let flows: [&[f32]; PAST] = std::array::from_fn(|i| window.flow(i).as_slice());
         let found = self
-            .extractor
-            .detect(window.index(PAST), &planes)
+            .objects
+            .find(window.index(PAST), &planes)
             .map_err(|e| RecipeError::Package {
                 package: "hf2vad objects".into(),
                 reason: e.to_string(),

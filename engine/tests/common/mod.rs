@@ -1,6 +1,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 //! Paths the integration tests that run Python references share.
 
+pub mod demo;
+
 use std::path::{Path, PathBuf};
 
 /// The repository root.
