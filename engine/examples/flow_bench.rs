@@ -1,6 +1,7 @@
 //! Time of the engine's Farnebäck flow per frame pair at model resolution, on one core, on the
 //! frames of a Ped2 video (tests/bench_flow.sh runs it beside OpenCV on the same frames), and
-//! the time of the object extractor (hf2vad) per frame on the same stream.
+//! the time of the object extractor (hf2vad) per frame on the same stream, and of the test
+//! detector (`[detector]`, the 160x160 YOLOv8-layout fixture: letterbox, tract, decode, NMS).
 //!
 //!   cargo run --release -p vigil-engine --example flow_bench -- FRAMES_DIR [PAIRS] [OUT_NPY]
 //!
@@ -12,7 +13,9 @@
 use std::time::Instant;
 use vigil_engine::flow::{Farneback, FarnebackParams};
 use vigil_engine::imageio;
-use vigil_engine::objects::{MotionExtractor, ObjectParams};
+use vigil_engine::objects::{
+    Detector, DetectorLayout, DetectorSpec, MotionExtractor, ObjectParams,
+};
 use vigil_engine::preprocess::{InputGeometry, Preprocessor, ResizeFilter};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -112,5 +115,31 @@ fn main() {
         objects.len(),
         median(objects.clone()),
         boxes as f64 / objects.len() as f64
+    );
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detector");
+    let spec = DetectorSpec {
+        file: "ped2-people-yolov8.onnx".into(),
+        sha256: String::new(),
+        layout: DetectorLayout::Yolov8,
+        classes: vec![0],
+        score_threshold: 0.5,
+        nms_iou: 0.45,
+        cover: 0.6,
+    };
+    let mut det = Detector::load(&spec, &fixtures, w, h, 1, range, 16, 40).unwrap();
+    let mut found = 0;
+    let detect: Vec<f64> = planes
+        .iter()
+        .map(|p| {
+            let t = Instant::now();
+            found += det.detect(p).unwrap().len();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    println!(
+        "vigil test detector (160x160 YOLOv8 layout, 61k parameters) {w}x{h}, {} frames, 1 thread: median {:.3} ms/frame ({:.1} boxes/frame)",
+        detect.len(),
+        median(detect.clone()),
+        found as f64 / detect.len() as f64
     );
 }

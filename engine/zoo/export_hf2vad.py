@@ -105,7 +105,7 @@ def objects_table(args, ckpt):
     --objects-from / the training data folder's index.json. Warns when the --sample-data folder
     was exported with other parameters."""
     st = ckpt.get("stages", {})
-    folder = args.objects_from or (st.get("memae") or st.get("cvae") or {}).get("data")
+    folder = args.objects_from or (st.get("stats") or st.get("memae") or st.get("cvae") or {}).get("data")
     obj = None if args.objects_from else ckpt.get("objects")
     if obj is None:
         path = os.path.join(folder or "", "index.json")
@@ -198,7 +198,7 @@ def write_manifest(args, model, ckpt, stats, objects, objects_folder, sha, ins, 
     shp = lambda s: "[" + ", ".join(str(d) for d in s) + "]"
     wall = sum(float(s.get("wall_s", 0.0)) for s in st.values())
     commands = []
-    for s in ("memae", "cvae"):
+    for s in ("memae", "cvae", "stats"):
         c = st.get(s, {}).get("command")
         if c and c not in commands:
             commands.append(c)

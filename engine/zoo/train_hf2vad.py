@@ -160,7 +160,9 @@ def load_checkpoint(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder written by `vigil dataset export --flow --objects`")
-    ap.add_argument("--stage", choices=STAGES + ("all",), default="all")
+    ap.add_argument("--stage", choices=STAGES + ("all", "stats"), default="all",
+                    help="'stats' trains nothing: it recomputes the z-score statistics of an --init "
+                         "checkpoint over --data (e.g. a re-export with other [objects] parameters)")
     ap.add_argument("--epochs-memae", type=int, default=6)
     ap.add_argument("--epochs-cvae", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
@@ -198,7 +200,9 @@ def main():
     # the extractor's parameters of the cubes trained on: the package's [objects] table must
     # match them, and a later stage must not silently train on a re-export with other ones
     objects = load_index(args.data).get("objects")
-    if args.init and ckpt.get("objects") not in (None, objects):
+    if args.stage == "stats" and not args.init:
+        raise SystemExit("--stage stats needs --init (the checkpoint whose statistics to recompute)")
+    if args.init and args.stage != "stats" and ckpt.get("objects") not in (None, objects):
         raise SystemExit(f"{args.data} was exported with other object parameters than the --init "
                          f"checkpoint's data:\n  {objects}\n  {ckpt.get('objects')}")
     sampler = ObjectCubeSampler(args.data, videos=args.videos, exclude=args.holdout)
@@ -212,7 +216,11 @@ def main():
           + (f", held out {held.video_ids} ({len(held)} objects)" if held else ""), flush=True)
     print(f"command: {command}", flush=True)
 
-    todo = STAGES if args.stage == "all" else (args.stage,)
+    todo = {"all": STAGES, "stats": ()}.get(args.stage, (args.stage,))
+    if args.stage == "stats":
+        stages_info["stats"] = {"data": args.data, "objects": objects, "command": command,
+                                "objects_before": ckpt.get("objects"), "torch": torch.__version__,
+                                "wall_s": 0.0}
     if "cvae" in todo and "memae" not in todo and "memae" not in stages_info:
         raise SystemExit("--stage cvae needs a trained ML-MemAE-SC (run --stage memae first or pass --init)")
     score_stats = None

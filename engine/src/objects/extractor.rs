@@ -85,6 +85,11 @@ impl MotionExtractor {
         })
     }
 
+    /// `(width, height)` of the frames it takes.
+    pub fn frame_size(&self) -> (u32, u32) {
+        (self.width as u32, self.height as u32)
+    }
+
     pub fn params(&self) -> &ObjectParams {
         &self.params
     }
@@ -254,7 +259,8 @@ impl MotionExtractor {
         }
     }
 
-    /// Size and shape filter, padding, overlap suppression and the slot limit.
+    /// Size and shape filter, padding, the border filter, overlap suppression and the slot
+    /// limit.
     fn select(&mut self) {
         let p = self.params;
         let (w, h) = (self.width as u32, self.height as u32);
@@ -271,6 +277,9 @@ impl MotionExtractor {
                 x1: (b.x1 + px).min(w),
                 y1: (b.y1 + py).min(h),
             };
+        }
+        if p.drop_border {
+            self.candidates.retain(|b| !b.touches_border(w, h));
         }
         // largest first; ties broken by position so the order never depends on the sort
         self.candidates
@@ -438,5 +447,26 @@ mod tests {
             ex.detect(3, &[&short, &short, &short]),
             Err(ObjectError::InputLen { got: 10, .. })
         ));
+    }
+
+    #[test]
+    fn drop_border_removes_objects_that_reach_the_frame_edge() {
+        let (w, h) = (96, 64);
+        // one block sliding down the left edge, one moving inside the frame
+        let frames: Vec<Vec<f32>> = (0..5)
+            .map(|t| scene(w, h, &[(0, 4 + 4 * t, 10, 16), (40 + 3 * t, 30, 8, 16)]))
+            .collect();
+        let refs: Vec<&[f32]> = frames.iter().map(|f| f.as_slice()).collect();
+        let all = extractor(w, h).detect(4, &refs).unwrap().to_vec();
+        assert!(all.iter().any(|b| b.x0 == 0), "{all:?}");
+        assert!(all.iter().any(|b| b.x0 > 30), "{all:?}");
+        let p = ObjectParams {
+            drop_border: true,
+            ..ObjectParams::default()
+        };
+        let mut ex = MotionExtractor::new(p, w, h, 1, [0.0, 1.0]).unwrap();
+        let inner = ex.detect(4, &refs).unwrap();
+        assert_eq!(inner.len(), 1, "{inner:?}");
+        assert!(!inner[0].touches_border(w as u32, h as u32));
     }
 }

@@ -15,6 +15,9 @@ pub struct ObjectFinder {
     motion: MotionExtractor,
     detector: Option<Detector>,
     slots: usize,
+    /// `[objects] drop_border` and the frame size, applied to detections too.
+    drop_border: bool,
+    frame: (u32, u32),
     boxes: Vec<BoundingBox>,
 }
 
@@ -22,6 +25,8 @@ impl ObjectFinder {
     pub fn new(motion: MotionExtractor, detector: Option<Detector>) -> Self {
         let slots = motion.params().slots as usize;
         Self {
+            drop_border: motion.params().drop_border,
+            frame: motion.frame_size(),
             motion,
             detector,
             slots,
@@ -90,6 +95,10 @@ impl ObjectFinder {
                 let newest = frames.last().ok_or(ObjectError::History { got: 0 })?;
                 let found = d.detect(newest)?;
                 merge_boxes(found, motion, cover, self.slots, &mut self.boxes);
+                if self.drop_border {
+                    let (w, h) = self.frame;
+                    self.boxes.retain(|b| !b.touches_border(w, h));
+                }
             }
         }
         Ok(&self.boxes)

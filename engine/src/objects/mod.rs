@@ -66,6 +66,10 @@ impl BoundingBox {
         let h = self.y1.min(o.y1).saturating_sub(self.y0.max(o.y0));
         w * h
     }
+    /// Whether the box reaches the edge of a `width x height` frame.
+    pub fn touches_border(&self, width: u32, height: u32) -> bool {
+        self.x0 == 0 || self.y0 == 0 || self.x1 >= width || self.y1 >= height
+    }
     pub fn iou(&self, o: &BoundingBox) -> f32 {
         let i = self.intersection(o) as f32;
         i / ((self.area() + o.area()) as f32 - i)
@@ -105,6 +109,9 @@ pub struct ObjectParams {
     pub pad: f32,
     /// A box is dropped when this fraction of it lies inside a larger kept box.
     pub overlap: f32,
+    /// Drop boxes that reach the frame border (after padding): an object partly out of view
+    /// makes a cube unlike the whole objects a model is trained on (docs/models.md, hf2vad).
+    pub drop_border: bool,
 }
 
 impl Default for ObjectParams {
@@ -122,6 +129,7 @@ impl Default for ObjectParams {
             max_aspect: 5.0,
             pad: 0.1,
             overlap: 0.6,
+            drop_border: false,
         }
     }
 }
