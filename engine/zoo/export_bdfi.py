@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -26,9 +25,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_bdfi import load_checkpoint  # noqa: E402
-from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str  # noqa: E402
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from zoo_common import (REPO, export_arg_parser, manifest_head, onnx_interface,  # noqa: E402
+                        provenance_lines, save_manifest, sha256_file, train_provenance)
 TOL = 1e-4
 OUTPUTS = ("frame", "mem_err", "flow")  # the order of BDFI.forward
 
@@ -66,13 +64,7 @@ def export_onnx(model, path, h, w, opset):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out-dir", default=os.path.join(REPO, "engine/models/ped2-bdfi"))
-    ap.add_argument("--name", default="ped2-bdfi")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--dataset", default="ped2/training")
-    ap.add_argument("--trained-on", default="2 CPU cores (no GPU)")
+    ap = export_arg_parser(__doc__, "ped2-bdfi", trained_on="2 CPU cores (no GPU)")
     ap.add_argument("--alpha", type=float, default=1.0,
                     help="[params] alpha, weight of S_int against S_con (paper: 0.3; see docs/models.md)")
     ap.add_argument("--flow-weight", type=float, default=0.5,
@@ -145,47 +137,19 @@ def tract_check(onnx_path, model, pairs, tract_bin=None):
 
 
 def write_manifest(args, cfg, ckpt, sha, ins, outs):
-    tr = ckpt.get("train", {})
-    shp = lambda s: "[" + ", ".join(str(d) for d in s) + "]"
     me = outs["mem_err"]
-    lines = [
-        'schema = "vigil.model/1"',
-        f"name = {toml_str(args.name)}",
-        'recipe = "bdfi"',
-        "description = " + toml_str(
-            "BDFI (Deng et al., WACV 2023): bi-directional frame interpolation with a jointly trained "
-            "U-Net flow estimator and a top-K dynamic memory, trained on UCSD Ped2 at 128x192 "
-            "(scaled-down widths, see engine/zoo/README.md)"),
-        "",
-        "[input]",
-        f"width = {cfg.width}",
-        f"height = {cfg.height}",
-        "channels = 1",
-        "pixel_range = [-1.0, 1.0]",
-        'resize = "bilinear"',
-        "",
-        "[onnx]",
-        'file = "model.onnx"',
-        f'sha256 = "{sha}"',
-        f"opset = {args.opset}",
-        "",
-        "[[onnx.inputs]]",
-        'name = "prev"                   # frame t-1',
-        f"shape = {shp(ins['prev'])}",
-        "[[onnx.inputs]]",
-        'name = "next"                   # frame t+1',
-        f"shape = {shp(ins['next'])}",
-        "",
-        "[[onnx.outputs]]",
-        'name = "frame"                  # interpolated frame t, in [-1, 1]',
-        f"shape = {shp(outs['frame'])}",
-        "[[onnx.outputs]]",
-        f'name = "mem_err"                # ||v_ij - q_ij|| per position, at {me[2]}x{me[3]}',
-        f"shape = {shp(me)}",
-        "[[onnx.outputs]]",
-        'name = "flow"                   # 0.5 (|F_t->t-1| + |F_t->t+1|) in pixels',
-        f"shape = {shp(outs['flow'])}",
-        "",
+    lines = manifest_head(
+        args.name, "bdfi",
+        "BDFI (Deng et al., WACV 2023): bi-directional frame interpolation with a jointly trained "
+        "U-Net flow estimator and a top-K dynamic memory, trained on UCSD Ped2 at 128x192 "
+        "(scaled-down widths, see engine/zoo/README.md)",
+        (cfg.height, cfg.width), sha, args.opset,
+        inputs=[("prev", "frame t-1", ins["prev"]),
+                ("next", "frame t+1", ins["next"])],
+        outputs=[("frame", "interpolated frame t, in [-1, 1]", outs["frame"]),
+                 ("mem_err", f"||v_ij - q_ij|| per position, at {me[2]}x{me[3]}", me),
+                 ("flow", "0.5 (|F_t->t-1| + |F_t->t+1|) in pixels", outs["flow"])])
+    lines += [
         "[params]",
         f"alpha = {args.alpha}              # paper: 0.3 (S_int vs S_con)",
         f"flow_weight = {args.flow_weight}        # not in the paper; 0 = the paper's score (docs/models.md)",
@@ -196,19 +160,8 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         "patch = [16, 16]",
         "stride = [8, 8]",
         "",
-        "[provenance]",
-        f"dataset = {toml_str(args.dataset)}",
-        f"epochs = {int(tr.get('epochs', 0))}",
-        f"trained_on = {toml_str(args.trained_on)}",
-        f"command = {toml_str(tr.get('command', ''))}",
-        f"torch = {toml_str(tr.get('torch', torch.__version__))}",
-        f"train_wall_s = {float(tr.get('wall_s', 0.0)):.1f}",
-        f"train_data = {toml_str(tr.get('data', ''))}",
-        f"seed = {int(tr.get('seed', 0))}",
-        f"checkpoint = {toml_str('engine/zoo/checkpoints/' + os.path.basename(args.checkpoint))}",
-        f"exported_with_torch = {toml_str(torch.__version__)}",
-        "",
     ]
+    lines += provenance_lines(train_provenance(args, ckpt), args.checkpoint)
     save_manifest(args.out_dir, lines)
 
 

@@ -26,7 +26,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -39,9 +38,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_hf2vad import load_checkpoint  # noqa: E402
 from hf2vad import ObjectMemory, fold_batchnorm, param_groups  # noqa: E402
-from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str, toml_val  # noqa: E402
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from zoo_common import (export_arg_parser, manifest_head, onnx_interface, provenance_lines,  # noqa: E402
+                        save_manifest, sha256_file, toml_fixed, toml_val)
 TOL = 1e-4
 K = 16                                   # static object slots
 INPUTS = ("frames", "flows")
@@ -125,13 +123,7 @@ def objects_table(args, ckpt):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out-dir", default=os.path.join(REPO, "engine/models/ped2-hf2vad"))
-    ap.add_argument("--name", default="ped2-hf2vad")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--dataset", default="ped2/training")
-    ap.add_argument("--trained-on", default="1 CPU thread on a 2-core machine (no GPU)")
+    ap = export_arg_parser(__doc__, "ped2-hf2vad", trained_on="1 CPU thread on a 2-core machine (no GPU)")
     ap.add_argument("--w-r", type=float, default=1.0, help="[params] w_r (paper, Ped2: 1.0)")
     ap.add_argument("--w-p", type=float, default=0.1, help="[params] w_p (paper, Ped2: 0.1)")
     ap.add_argument("--median", type=int, default=17, help="[params] median filter width (paper: 17)")
@@ -195,7 +187,6 @@ def main():
 def write_manifest(args, model, ckpt, stats, objects, objects_folder, sha, ins, outs):
     cfg = model.cfg
     st = ckpt.get("stages", {})
-    shp = lambda s: "[" + ", ".join(str(d) for d in s) + "]"
     wall = sum(float(s.get("wall_s", 0.0)) for s in st.values())
     commands = []
     for s in ("memae", "cvae", "stats"):
@@ -204,44 +195,21 @@ def write_manifest(args, model, ckpt, stats, objects, objects_folder, sha, ins, 
             commands.append(c)
     first = st.get("memae") or st.get("cvae") or {}
     pg = param_groups(model)
-    lines = [
-        'schema = "vigil.model/1"',
-        f"name = {toml_str(args.name)}",
-        'recipe = "hf2vad"',
-        "description = " + toml_str(
-            "HF2-VAD (Liu et al., ICCV 2021): per object cube (32x32 crops of frames t-4..t and the "
-            "4 flows between them), ML-MemAE-SC reconstructs the flows through object-level "
-            "memories and a CVAE predicts frame t from frames t-4..t-1 conditioned on the "
-            "reconstructed flows; score w_r z(S_r) + w_p z(S_p), max over objects, median 17; "
-            "trained on UCSD Ped2 at 128x192 (scaled-down widths, see engine/zoo/README.md)"),
-        "",
-        "[input]",
-        "width = 192",
-        "height = 128",
-        "channels = 1",
-        "pixel_range = [-1.0, 1.0]",
-        'resize = "bilinear"',
-        "",
-        "[onnx]",
-        'file = "model.onnx"',
-        f'sha256 = "{sha}"',
-        f"opset = {args.opset}",
-        "",
-        "[[onnx.inputs]]",
-        'name = "frames"                 # per object slot: crops of frames t-4..t-1, oldest first, [-1, 1]',
-        f"shape = {shp(ins['frames'])}",
-        "",
-        "[[onnx.inputs]]",
-        'name = "flows"                  # per object slot: (dx, dy) of flows t-4->t-3 .. t-1->t, pixels at 128x192',
-        f"shape = {shp(ins['flows'])}",
-        "",
-        "[[onnx.outputs]]",
-        'name = "flow_recon"             # reconstructed flows (ML-MemAE-SC), pixels',
-        f"shape = {shp(outs['flow_recon'])}",
-        "[[onnx.outputs]]",
-        'name = "pred"                   # predicted crop of frame t (CVAE, posterior mean), [-1, 1]',
-        f"shape = {shp(outs['pred'])}",
-        "",
+    lines = manifest_head(
+        args.name, "hf2vad",
+        "HF2-VAD (Liu et al., ICCV 2021): per object cube (32x32 crops of frames t-4..t and the "
+        "4 flows between them), ML-MemAE-SC reconstructs the flows through object-level "
+        "memories and a CVAE predicts frame t from frames t-4..t-1 conditioned on the "
+        "reconstructed flows; score w_r z(S_r) + w_p z(S_p), max over objects, median 17; "
+        "trained on UCSD Ped2 at 128x192 (scaled-down widths, see engine/zoo/README.md)",
+        (128, 192), sha, args.opset,
+        inputs=[("frames", "per object slot: crops of frames t-4..t-1, oldest first, [-1, 1]", ins["frames"]),
+                ("flows", "per object slot: (dx, dy) of flows t-4->t-3 .. t-1->t, pixels at 128x192",
+                 ins["flows"])],
+        outputs=[("flow_recon", "reconstructed flows (ML-MemAE-SC), pixels", outs["flow_recon"]),
+                 ("pred", "predicted crop of frame t (CVAE, posterior mean), [-1, 1]", outs["pred"])],
+        gap_between_inputs=True)
+    lines += [
         "[params]",
         f"w_r = {args.w_r!r}                      # weight of z(S_r), flow reconstruction (paper, Ped2: 1.0)",
         f"w_p = {args.w_p!r}                      # weight of z(S_p), frame prediction (paper, Ped2: 0.1)",
@@ -268,24 +236,20 @@ def write_manifest(args, model, ckpt, stats, objects, objects_folder, sha, ins, 
     ] + [f"{k} = {toml_any(v)}" for k, v in objects.items()] + [
         "",
         "[flow]                          # the input flows, computed at run time (same as training)",
-    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [
-        "",
-        "[provenance]",
-        f"dataset = {toml_str(args.dataset)}",
-        f"epochs = {int(st.get('cvae', {}).get('epochs', 0))}",
-        f"epochs_memae = {int(st.get('memae', {}).get('epochs', 0))}",
-        f"epochs_cvae = {int(st.get('cvae', {}).get('epochs', 0))}",
-        f"trained_on = {toml_str(args.trained_on)}",
-        f"command = {toml_str(' && '.join(commands))}",
-        f"torch = {toml_str(first.get('torch', ckpt.get('torch', torch.__version__)))}",
-        f"train_wall_s = {wall:.1f}",
-        f"train_data = {toml_str(first.get('data', ''))}",
-        f"objects_from = {toml_str(objects_folder)}",
-        f"seed = {int(first.get('seed', 0))}",
-        f"checkpoint = {toml_str('engine/zoo/checkpoints/' + os.path.basename(args.checkpoint))}",
-        f"exported_with_torch = {toml_str(torch.__version__)}",
-        "",
-    ]
+    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [""]
+    lines += provenance_lines({
+        "dataset": args.dataset,
+        "epochs": int(st.get("cvae", {}).get("epochs", 0)),
+        "epochs_memae": int(st.get("memae", {}).get("epochs", 0)),
+        "epochs_cvae": int(st.get("cvae", {}).get("epochs", 0)),
+        "trained_on": args.trained_on,
+        "command": " && ".join(commands),
+        "torch": first.get("torch", ckpt.get("torch", torch.__version__)),
+        "train_wall_s": toml_fixed(wall, 1),
+        "train_data": first.get("data", ""),
+        "objects_from": objects_folder,
+        "seed": int(first.get("seed", 0)),
+    }, args.checkpoint)
     save_manifest(args.out_dir, lines)
 
 

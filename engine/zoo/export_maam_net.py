@@ -19,7 +19,6 @@ flow t -> t+1, pixels).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -29,9 +28,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_maam_net import load_checkpoint  # noqa: E402
 from maam_net import fold_batchnorm  # noqa: E402
-from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str, toml_val  # noqa: E402
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from zoo_common import (export_arg_parser, manifest_head, onnx_interface, provenance_lines,  # noqa: E402
+                        save_manifest, sha256_file, toml_val, train_provenance)
 TOL = 1e-4
 INPUT = "frame"
 OUTPUTS = ("recon", "flow")  # the order of MAAMNet.forward
@@ -63,13 +61,7 @@ def export_onnx(model, path, h, w, opset):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out-dir", default=os.path.join(REPO, "engine/models/ped2-maam-net"))
-    ap.add_argument("--name", default="ped2-maam-net")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--dataset", default="ped2/training")
-    ap.add_argument("--trained-on", default="2 CPU cores (no GPU)")
+    ap = export_arg_parser(__doc__, "ped2-maam-net", trained_on="2 CPU cores (no GPU)")
     ap.add_argument("--hp-flow", type=float, default=1.0, help="[params] hp_flow (paper, Ped2: 1)")
     ap.add_argument("--hp-img", type=float, default=10.0, help="[params] hp_img (paper, Ped2: 10)")
     ap.add_argument("--patch", type=int, nargs=2, default=[30, 20], metavar=("H", "W"),
@@ -115,41 +107,17 @@ def main():
 
 
 def write_manifest(args, cfg, ckpt, sha, ins, outs):
-    tr = ckpt.get("train", {})
-    shp = lambda s: "[" + ", ".join(str(d) for d in s) + "]"
-    lines = [
-        'schema = "vigil.model/1"',
-        f"name = {toml_str(args.name)}",
-        'recipe = "maam-net"',
-        "description = " + toml_str(
-            "MAAM-Net (Wang et al., Pattern Recognition 2023): memory-augmented appearance-motion "
-            "autoencoder, frame t -> reconstructed frame t and predicted flow t->t+1 through a "
-            "sparse (hard-shrink) memory, scored by PSCD; trained on UCSD Ped2 at 128x192 "
-            "(scaled-down widths, see engine/zoo/README.md)"),
-        "",
-        "[input]",
-        f"width = {cfg.width}",
-        f"height = {cfg.height}",
-        "channels = 1",
-        "pixel_range = [-1.0, 1.0]",
-        'resize = "bilinear"',
-        "",
-        "[onnx]",
-        'file = "model.onnx"',
-        f'sha256 = "{sha}"',
-        f"opset = {args.opset}",
-        "",
-        "[[onnx.inputs]]",
-        f'name = "{INPUT}"                  # frame t',
-        f"shape = {shp(ins[INPUT])}",
-        "",
-        "[[onnx.outputs]]",
-        'name = "recon"                  # frame t reconstructed, in [-1, 1]',
-        f"shape = {shp(outs['recon'])}",
-        "[[onnx.outputs]]",
-        'name = "flow"                   # predicted flow t -> t+1 (dx, dy) in pixels',
-        f"shape = {shp(outs['flow'])}",
-        "",
+    lines = manifest_head(
+        args.name, "maam-net",
+        "MAAM-Net (Wang et al., Pattern Recognition 2023): memory-augmented appearance-motion "
+        "autoencoder, frame t -> reconstructed frame t and predicted flow t->t+1 through a "
+        "sparse (hard-shrink) memory, scored by PSCD; trained on UCSD Ped2 at 128x192 "
+        "(scaled-down widths, see engine/zoo/README.md)",
+        (cfg.height, cfg.width), sha, args.opset,
+        inputs=[(INPUT, "frame t", ins[INPUT])],
+        outputs=[("recon", "frame t reconstructed, in [-1, 1]", outs["recon"]),
+                 ("flow", "predicted flow t -> t+1 (dx, dy) in pixels", outs["flow"])])
+    lines += [
         "[params]",
         f"memory_slots = {cfg.memory_slots}",
         f"shrink_lambda = {cfg.shrink_lambda!r}",
@@ -161,21 +129,8 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         f"stride = [{args.stride[0]}, {args.stride[1]}]",
         "",
         "[flow]                          # the target flow, computed at run time (same as training)",
-    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [
-        "",
-        "[provenance]",
-        f"dataset = {toml_str(args.dataset)}",
-        f"epochs = {int(tr.get('epochs', 0))}",
-        f"trained_on = {toml_str(args.trained_on)}",
-        f"command = {toml_str(tr.get('command', ''))}",
-        f"torch = {toml_str(tr.get('torch', torch.__version__))}",
-        f"train_wall_s = {float(tr.get('wall_s', 0.0)):.1f}",
-        f"train_data = {toml_str(tr.get('data', ''))}",
-        f"seed = {int(tr.get('seed', 0))}",
-        f"checkpoint = {toml_str('engine/zoo/checkpoints/' + os.path.basename(args.checkpoint))}",
-        f"exported_with_torch = {toml_str(torch.__version__)}",
-        "",
-    ]
+    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [""]
+    lines += provenance_lines(train_provenance(args, ckpt), args.checkpoint)
     save_manifest(args.out_dir, lines)
 
 

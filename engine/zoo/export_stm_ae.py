@@ -18,7 +18,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -30,9 +29,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_stm_ae import load_checkpoint  # noqa: E402
 from stm_ae import fold_batchnorm  # noqa: E402
-from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str, toml_val  # noqa: E402
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from zoo_common import (export_arg_parser, manifest_head, onnx_interface, provenance_lines,  # noqa: E402
+                        save_manifest, sha256_file, toml_fixed, toml_val)
 TOL = 1e-4
 INPUTS = ("frames", "flows")
 OUTPUT = "pred"
@@ -75,13 +73,7 @@ def export_onnx(model, path, opset):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out-dir", default=os.path.join(REPO, "engine/models/ped2-stm-ae"))
-    ap.add_argument("--name", default="ped2-stm-ae")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--dataset", default="ped2/training")
-    ap.add_argument("--trained-on", default="2 CPU cores (no GPU)")
+    ap = export_arg_parser(__doc__, "ped2-stm-ae", trained_on="2 CPU cores (no GPU)")
     ap.add_argument("--patch", type=int, nargs=2, default=[16, 16], metavar=("H", "W"))
     ap.add_argument("--stride", type=int, nargs=2, default=[8, 8], metavar=("H", "W"))
     ap.add_argument("--sample-data", help="exported test folder (with flows) for the comparison inputs")
@@ -137,47 +129,24 @@ def main():
 def write_manifest(args, cfg, ckpt, sha, ins, outs):
     st = ckpt.get("stages", {})
     main_st = st.get("main", {})
-    shp = lambda s: "[" + ", ".join(str(d) for d in s) + "]"
     wall = sum(float(s.get("wall_s", 0.0)) for s in st.values())
     commands = []
     for s in ("appearance", "motion", "main"):
         c = st.get(s, {}).get("command")
         if c and c not in commands:
             commands.append(c)
-    lines = [
-        'schema = "vigil.model/1"',
-        f"name = {toml_str(args.name)}",
-        'recipe = "stm-ae"',
-        "description = " + toml_str(
-            "STM-AE (Liu et al., ICME 2022): two-stream (appearance denoising AE + motion flow AE, "
-            "frozen) spatial-temporal memories augmented autoencoder; frames t-4..t-1 and the "
-            "engine's flows between them -> predicted frame t, scored by PSNR; trained on UCSD "
-            "Ped2 at 128x192 (scaled-down widths, see engine/zoo/README.md)"),
-        "",
-        "[input]",
-        f"width = {cfg.width}",
-        f"height = {cfg.height}",
-        "channels = 1",
-        "pixel_range = [-1.0, 1.0]",
-        'resize = "bilinear"',
-        "",
-        "[onnx]",
-        'file = "model.onnx"',
-        f'sha256 = "{sha}"',
-        f"opset = {args.opset}",
-        "",
-        "[[onnx.inputs]]",
-        'name = "frames"                 # frames t-4..t-1 as channels, oldest first, [-1, 1]',
-        f"shape = {shp(ins['frames'])}",
-        "",
-        "[[onnx.inputs]]",
-        'name = "flows"                  # (dx, dy) of flows t-4->t-3, t-3->t-2, t-2->t-1, pixels',
-        f"shape = {shp(ins['flows'])}",
-        "",
-        "[[onnx.outputs]]",
-        'name = "pred"                   # predicted frame t, [-1, 1]',
-        f"shape = {shp(outs['pred'])}",
-        "",
+    lines = manifest_head(
+        args.name, "stm-ae",
+        "STM-AE (Liu et al., ICME 2022): two-stream (appearance denoising AE + motion flow AE, "
+        "frozen) spatial-temporal memories augmented autoencoder; frames t-4..t-1 and the "
+        "engine's flows between them -> predicted frame t, scored by PSNR; trained on UCSD "
+        "Ped2 at 128x192 (scaled-down widths, see engine/zoo/README.md)",
+        (cfg.height, cfg.width), sha, args.opset,
+        inputs=[("frames", "frames t-4..t-1 as channels, oldest first, [-1, 1]", ins["frames"]),
+                ("flows", "(dx, dy) of flows t-4->t-3, t-3->t-2, t-2->t-1, pixels", ins["flows"])],
+        outputs=[("pred", "predicted frame t, [-1, 1]", outs["pred"])],
+        gap_between_inputs=True)
+    lines += [
         "[params]",
         f"memory_slots = {cfg.memory_slots}",
         f"top_k = {cfg.top_k}",
@@ -187,23 +156,19 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         f"stride = [{args.stride[0]}, {args.stride[1]}]",
         "",
         "[flow]                          # the input flows, computed at run time (same as training)",
-    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [
-        "",
-        "[provenance]",
-        f"dataset = {toml_str(args.dataset)}",
-        f"epochs = {int(main_st.get('epochs', 0))}",
-        f"epochs_appearance = {int(st.get('appearance', {}).get('epochs', 0))}",
-        f"epochs_motion = {int(st.get('motion', {}).get('epochs', 0))}",
-        f"trained_on = {toml_str(args.trained_on)}",
-        f"command = {toml_str(' && '.join(commands))}",
-        f"torch = {toml_str(main_st.get('torch', ckpt.get('torch', torch.__version__)))}",
-        f"train_wall_s = {wall:.1f}",
-        f"train_data = {toml_str(main_st.get('data', ''))}",
-        f"seed = {int(main_st.get('seed', 0))}",
-        f"checkpoint = {toml_str('engine/zoo/checkpoints/' + os.path.basename(args.checkpoint))}",
-        f"exported_with_torch = {toml_str(torch.__version__)}",
-        "",
-    ]
+    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [""]
+    lines += provenance_lines({
+        "dataset": args.dataset,
+        "epochs": int(main_st.get("epochs", 0)),
+        "epochs_appearance": int(st.get("appearance", {}).get("epochs", 0)),
+        "epochs_motion": int(st.get("motion", {}).get("epochs", 0)),
+        "trained_on": args.trained_on,
+        "command": " && ".join(commands),
+        "torch": main_st.get("torch", ckpt.get("torch", torch.__version__)),
+        "train_wall_s": toml_fixed(wall, 1),
+        "train_data": main_st.get("data", ""),
+        "seed": int(main_st.get("seed", 0)),
+    }, args.checkpoint)
     save_manifest(args.out_dir, lines)
 
 

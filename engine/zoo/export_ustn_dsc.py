@@ -22,7 +22,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -37,9 +36,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_ustn_dsc import load_checkpoint  # noqa: E402
 from ustn_dsc import freeze_for_export  # noqa: E402
-from zoo_common import onnx_interface, save_manifest, sha256_file, toml_str  # noqa: E402
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from zoo_common import (REPO, export_arg_parser, manifest_head, onnx_interface,  # noqa: E402
+                        provenance_lines, save_manifest, sha256_file, toml_fixed)
 TOL = 1e-4
 INPUT, OUTPUT = "keyframes", "clip"
 # The deployment contract for this package (tract and TensorRT): nothing else may appear.
@@ -111,13 +109,7 @@ def tract_check(onnx_path, model, samples, tract_bin):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out-dir", default=os.path.join(REPO, "engine/models/ped2-ustn-dsc"))
-    ap.add_argument("--name", default="ped2-ustn-dsc")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--dataset", default="ped2/training")
-    ap.add_argument("--trained-on", default="2 CPU cores (no GPU), 1 training thread")
+    ap = export_arg_parser(__doc__, "ped2-ustn-dsc", trained_on="2 CPU cores (no GPU), 1 training thread")
     ap.add_argument("--patch", type=int, nargs=2, default=[16, 16], metavar=("H", "W"))
     ap.add_argument("--stride", type=int, nargs=2, default=[8, 8], metavar=("H", "W"))
     ap.add_argument("--sample-data", help="exported test folder for the comparison inputs")
@@ -174,38 +166,17 @@ def main():
 
 def write_manifest(args, cfg, ckpt, sha, ins, outs):
     pr = ckpt.get("provenance", {})
-    shp = lambda s: "[" + ", ".join(str(d) for d in s) + "]"
     last = (pr.get("history") or [{}])[-1]
-    lines = [
-        'schema = "vigil.model/1"',
-        f"name = {toml_str(args.name)}",
-        'recipe = "ustn-dsc"',
-        "description = " + toml_str(
-            "USTN-DSC (Yang et al., CVPR 2023): video event restoration from keyframes; a U-shaped "
-            "Swin transformer with dual skip connections restores the 9 frames t-8..t from frames "
-            "t-8, t-4, t; scored by the PSNR of the worst restored frame; trained on UCSD Ped2 at "
-            "128x192 (scaled-down depth and widths, see engine/zoo/README.md)"),
-        "",
-        "[input]",
-        f"width = {cfg.width}",
-        f"height = {cfg.height}",
-        "channels = 1",
-        "pixel_range = [-1.0, 1.0]",
-        'resize = "bilinear"',
-        "",
-        "[onnx]",
-        'file = "model.onnx"',
-        f'sha256 = "{sha}"',
-        f"opset = {args.opset}",
-        "",
-        "[[onnx.inputs]]",
-        f'name = "{INPUT}"              # frames t-8, t-4, t as channels, oldest first, [-1, 1]',
-        f"shape = {shp(ins[INPUT])}",
-        "",
-        "[[onnx.outputs]]",
-        f'name = "{OUTPUT}"                  # restored frames t-8..t, [-1, 1]',
-        f"shape = {shp(outs[OUTPUT])}",
-        "",
+    lines = manifest_head(
+        args.name, "ustn-dsc",
+        "USTN-DSC (Yang et al., CVPR 2023): video event restoration from keyframes; a U-shaped "
+        "Swin transformer with dual skip connections restores the 9 frames t-8..t from frames "
+        "t-8, t-4, t; scored by the PSNR of the worst restored frame; trained on UCSD Ped2 at "
+        "128x192 (scaled-down depth and widths, see engine/zoo/README.md)",
+        (cfg.height, cfg.width), sha, args.opset,
+        inputs=[(INPUT, "frames t-8, t-4, t as channels, oldest first, [-1, 1]", ins[INPUT])],
+        outputs=[(OUTPUT, "restored frames t-8..t, [-1, 1]", outs[OUTPUT], 31)])  # 31: see manifest_head
+    lines += [
         "[params]",
         f"clip = {cfg.clip}",
         f"keyframes = [{', '.join(str(k) for k in cfg.keyframes)}]   # positions in the clip (information)",
@@ -221,21 +192,19 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         f"patch = [{args.patch[0]}, {args.patch[1]}]                # [height, width]",
         f"stride = [{args.stride[0]}, {args.stride[1]}]",
         "",
-        "[provenance]",
-        f"dataset = {toml_str(args.dataset)}",
-        f"epochs = {int(pr.get('epochs', 0))}",
-        f"trained_on = {toml_str(args.trained_on)}",
-        f"command = {toml_str(pr.get('command', ''))}",
-        f"torch = {toml_str(pr.get('torch', ckpt.get('torch', torch.__version__)))}",
-        f"train_wall_s = {float(pr.get('wall_s', 0.0)):.1f}",
-        f"train_data = {toml_str(pr.get('data', ''))}",
-        f"held_out = [{', '.join(toml_str(v) for v in pr.get('holdout', []))}]",
-        f"held_out_score_psnr = {float(last.get('val_score_psnr', 0.0)):.4f}",
-        f"seed = {int(pr.get('seed', 0))}",
-        f"checkpoint = {toml_str('engine/zoo/checkpoints/' + os.path.basename(args.checkpoint))}",
-        f"exported_with_torch = {toml_str(torch.__version__)}",
-        "",
     ]
+    lines += provenance_lines({
+        "dataset": args.dataset,
+        "epochs": int(pr.get("epochs", 0)),
+        "trained_on": args.trained_on,
+        "command": pr.get("command", ""),
+        "torch": pr.get("torch", ckpt.get("torch", torch.__version__)),
+        "train_wall_s": toml_fixed(pr.get("wall_s", 0.0), 1),
+        "train_data": pr.get("data", ""),
+        "held_out": [str(v) for v in pr.get("holdout", [])],  # video names, quoted even if stored as numbers
+        "held_out_score_psnr": toml_fixed(last.get("val_score_psnr", 0.0), 4),
+        "seed": int(pr.get("seed", 0)),
+    }, args.checkpoint)
     save_manifest(args.out_dir, lines)
 
 

@@ -1,6 +1,7 @@
 """Small helpers the zoo's training, export and evaluation scripts share."""
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import hashlib
@@ -9,6 +10,8 @@ import os
 import sys
 
 import numpy as np
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
 def parse_hw(s):
@@ -52,6 +55,108 @@ def toml_str(s):
 
 def toml_val(v):
     return toml_str(v) if isinstance(v, str) else repr(v)
+
+
+def toml_shape(dims):
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+class TomlLiteral(str):
+    """Text that goes into model.toml as it is, e.g. a float with a fixed number of decimals."""
+
+
+def toml_fixed(x, decimals):
+    # toml_val would write the shortest repr (36.42), the manifests have always kept the zeros (36.4200)
+    return TomlLiteral(f"{float(x):.{decimals}f}")
+
+
+def export_arg_parser(doc, name, trained_on):
+    """The arguments every export_*.py takes; the script adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--out-dir", default=os.path.join(REPO, "engine/models", name))
+    ap.add_argument("--name", default=name)
+    ap.add_argument("--opset", type=int, default=17)
+    ap.add_argument("--dataset", default="ped2/training")
+    ap.add_argument("--trained-on", default=trained_on)
+    return ap
+
+
+def manifest_head(name, recipe, description, hw, sha, opset, inputs, outputs, gap_between_inputs=False):
+    """model.toml lines up to [params]: header, [input] (single-channel frames of hw = (height,
+    width) in [-1, 1]), [onnx] and its [[onnx.inputs]] / [[onnx.outputs]] entries, each given as
+    (name, comment, shape), ending with a blank line.
+
+    Comments start at column 32; an entry may carry that column as a fourth item because
+    ustn-dsc's `clip` output has always had its comment at 31, and the stm-ae and hf2vad
+    manifests separate their inputs by a blank line (gap_between_inputs). Both keep the
+    manifests byte-identical to those written before this helper existed."""
+    def entries(table, items, gap):
+        out = []
+        for i, (n, comment, shape, *col) in enumerate(items):
+            if i and gap:
+                out.append("")
+            width = col[0] if col else 32
+            out += [f"[[onnx.{table}]]",
+                    f"{'name = ' + toml_str(n):<{width}}# {comment}",
+                    f"shape = {toml_shape(shape)}"]
+        return out + [""]
+    h, w = hw
+    return [
+        'schema = "vigil.model/1"',
+        f"name = {toml_str(name)}",
+        f"recipe = {toml_str(recipe)}",
+        f"description = {toml_str(description)}",
+        "",
+        "[input]",
+        f"width = {w}",
+        f"height = {h}",
+        "channels = 1",
+        "pixel_range = [-1.0, 1.0]",
+        'resize = "bilinear"',
+        "",
+        "[onnx]",
+        'file = "model.onnx"',
+        f'sha256 = "{sha}"',
+        f"opset = {opset}",
+        "",
+    ] + entries("inputs", inputs, gap_between_inputs) + entries("outputs", outputs, False)
+
+
+def provenance_lines(fields, checkpoint):
+    """The [provenance] table, last in model.toml: `fields` in order (numbers as they are,
+    TomlLiteral as it is, lists as arrays, anything else as a string), then the checkpoint (as
+    engine/zoo/checkpoints/<file name>, wherever it was read from) and the exporting torch version."""
+    import torch
+
+    def val(v):
+        if isinstance(v, TomlLiteral):
+            return str(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return toml_str(v)
+    fields = dict(fields, checkpoint="engine/zoo/checkpoints/" + os.path.basename(checkpoint),
+                  exported_with_torch=torch.__version__)
+    return ["[provenance]"] + [f"{k} = {val(v)}" for k, v in fields.items()] + [""]
+
+
+def train_provenance(args, ckpt):
+    """[provenance] fields of a single-stage training run: the checkpoint's "train" record
+    (train_bdfi.py, train_maam_net.py) and the export's --dataset / --trained-on."""
+    import torch
+    tr = ckpt.get("train", {})
+    return {
+        "dataset": args.dataset,
+        "epochs": int(tr.get("epochs", 0)),
+        "trained_on": args.trained_on,
+        "command": tr.get("command", ""),
+        "torch": tr.get("torch", torch.__version__),
+        "train_wall_s": toml_fixed(tr.get("wall_s", 0.0), 1),
+        "train_data": tr.get("data", ""),
+        "seed": int(tr.get("seed", 0)),
+    }
 
 
 def sha256_file(path):
