@@ -111,24 +111,15 @@ impl DetectorSpec {
                 "lists no class; e.g. [0] for COCO's person".into(),
             ));
         }
-        let [input] = iface.inputs.as_slice() else {
-            return Err(param(
+        let single = |specs: &'_ [TensorSpec], what: &str| match specs {
+            [one] => Ok(one.clone()),
+            _ => Err(param(
                 "file",
-                format!(
-                    "a detector has one image input, this network has {}",
-                    iface.inputs.len()
-                ),
-            ));
+                format!("a detector has {what}, this network has {}", specs.len()),
+            )),
         };
-        let [output] = iface.outputs.as_slice() else {
-            return Err(param(
-                "file",
-                format!(
-                    "a detector has one output (export without NMS), this network has {}",
-                    iface.outputs.len()
-                ),
-            ));
-        };
+        let input = single(&iface.inputs, "one image input")?;
+        let output = single(&iface.outputs, "one output (export without NMS)")?;
         let s = &input.shape;
         if s.len() != 4 || s[0] != 1 || s[1] != 3 || s[2] < 8 || s[3] < 8 {
             return Err(param(
@@ -179,8 +170,8 @@ impl DetectorSpec {
             ));
         }
         Ok(DetectorShape {
-            input: input.clone(),
-            output: output.clone(),
+            input,
+            output,
             classes,
             anchors,
         })
