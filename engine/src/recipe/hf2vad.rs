@@ -3,9 +3,10 @@
 //!
 //! Each frame t, the engine's object stage (`[objects]`, plus `[detector]` when the package has
 //! one) boxes the moving objects; for each box the recipe crops a cube of frames t-4..t and the
-//! four flows between them (the window's flow stage, `[flow]`), resized to `cube x cube`. The network (static batch of `slots` cubes;
-//! unused slots are zeros and ignored) reconstructs the flows through ML-MemAE-SC (`flow_recon`)
-//! and predicts frame t from frames t-4..t-1 conditioned on the reconstructed flows (`pred`).
+//! four flows between them (the window's flow stage, `[flow]`), resized to `cube x cube`. The
+//! network (static batch of `slots` cubes; unused slots are zeros and ignored) reconstructs the
+//! flows through ML-MemAE-SC (`flow_recon`) and predicts frame t from frames t-4..t-1
+//! conditioned on the reconstructed flows (`pred`).
 //!
 //! Score, as the official evaluation computes it: per object the sums of squared errors S_r
 //! (flow reconstruction) and S_p (frame prediction), each z-scored with the mean and std over
