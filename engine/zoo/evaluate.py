@@ -24,7 +24,6 @@ consecutive frames), computed on the same tensors.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -37,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import load_videos  # noqa: E402
-from zoo_common import labels_for, minmax  # noqa: E402
+from zoo_common import eval_arg_parser, labels_for, minmax, parse_eval_args  # noqa: E402
 
 
 def patch_max(err, patch, stride):
@@ -68,11 +67,7 @@ def make_runner(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint")
-    ap.add_argument("--onnx", help="evaluate this ONNX file with onnxruntime instead")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--labels", default="/work/shared/datasets/ped2/testing/labels.json")
+    ap = eval_arg_parser(__doc__)
     ap.add_argument("--alpha", type=float, default=0.3)
     ap.add_argument("--flow-weight", type=float, default=0.5)
     ap.add_argument("--patch", type=int, nargs=2, default=[16, 16], metavar=("H", "W"))
@@ -80,12 +75,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16, help="frames per forward pass (PyTorch)")
     ap.add_argument("--json", help="also write the per-variant AUCs here")
-    args = ap.parse_args()
-    if not args.checkpoint and not args.onnx:
-        ap.error("--checkpoint or --onnx is required")
-    torch.set_num_threads(args.threads)
-    with open(args.labels) as f:
-        labels = json.load(f)
+    args, labels = parse_eval_args(ap)
     run = make_runner(args)
     patch, stride = tuple(args.patch), tuple(args.stride)
 

@@ -29,7 +29,6 @@ video (their papers' protocol, not HF2-VAD's). `--save-scores FILE.npz` writes t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ from scipy.signal import medfilt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import load_objects  # noqa: E402
-from zoo_common import auc_table, labels_for, minmax  # noqa: E402
+from zoo_common import auc_table, eval_arg_parser, labels_for, minmax, parse_eval_args  # noqa: E402
 
 ONNX_K = 16  # static object slots of the exported graph
 
@@ -91,11 +90,7 @@ def frame_scores(n, t, s, empty):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint")
-    ap.add_argument("--onnx", help="evaluate this ONNX file with onnxruntime instead (stats from its model.toml)")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--labels", default="/work/shared/datasets/ped2/testing/labels.json")
+    ap = eval_arg_parser(__doc__, "evaluate this ONNX file with onnxruntime instead (stats from its model.toml)")
     ap.add_argument("--w-r", type=float, default=None, help="flow weight (default 1.0, or the package's)")
     ap.add_argument("--w-p", type=float, default=None, help="frame weight (default 0.1, or the package's)")
     ap.add_argument("--median", type=int, default=17, help="median filter width (odd; 1 = none)")
@@ -103,12 +98,7 @@ def main():
     ap.add_argument("--batch", type=int, default=256, help="objects per forward pass (PyTorch)")
     ap.add_argument("--json", help="also write the AUCs here")
     ap.add_argument("--save-scores", help="write per-frame scores and labels to this .npz")
-    args = ap.parse_args()
-    if not args.checkpoint and not args.onnx:
-        ap.error("--checkpoint or --onnx is required")
-    torch.set_num_threads(args.threads)
-    with open(args.labels) as f:
-        labels = json.load(f)
+    args, labels = parse_eval_args(ap)
     run, st, pkg_w = make_runner(args)
     w_r = args.w_r if args.w_r is not None else (pkg_w[0] if pkg_w else 1.0)
     w_p = args.w_p if args.w_p is not None else (pkg_w[1] if pkg_w else 0.1)

@@ -23,7 +23,6 @@ overall and per video (per-video AUC only where the video has both normal and ab
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import load_flows  # noqa: E402
-from zoo_common import auc_table, labels_for, minmax  # noqa: E402
+from zoo_common import auc_table, eval_arg_parser, labels_for, minmax, parse_eval_args  # noqa: E402
 
 
 def patch_sums(err, patch, stride, padding="valid"):
@@ -86,11 +85,7 @@ def make_runner(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint")
-    ap.add_argument("--onnx", help="evaluate this ONNX file with onnxruntime instead")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--labels", default="/work/shared/datasets/ped2/testing/labels.json")
+    ap = eval_arg_parser(__doc__)
     ap.add_argument("--patch", type=int, nargs=2, default=[30, 20], metavar=("H", "W"))
     ap.add_argument("--stride", type=int, nargs=2, default=[8, 5], metavar=("H", "W"))
     ap.add_argument("--padding", choices=["valid", "same"], default="valid")
@@ -102,12 +97,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16, help="frames per forward pass (PyTorch)")
     ap.add_argument("--json", help="also write the AUCs here")
-    args = ap.parse_args()
-    if not args.checkpoint and not args.onnx:
-        ap.error("--checkpoint or --onnx is required")
-    torch.set_num_threads(args.threads)
-    with open(args.labels) as f:
-        labels = json.load(f)
+    args, labels = parse_eval_args(ap)
     run = make_runner(args)
     patch, stride = tuple(args.patch), tuple(args.stride)
 

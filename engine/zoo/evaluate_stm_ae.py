@@ -20,7 +20,6 @@ patches, the localisation the package's [scoring] table describes).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import load_flows  # noqa: E402
-from zoo_common import auc_table, labels_for, minmax  # noqa: E402
+from zoo_common import auc_table, eval_arg_parser, labels_for, minmax, parse_eval_args  # noqa: E402
 
 
 def psnr01(pred, frame):
@@ -77,20 +76,11 @@ def windows(arr, flows, ts, n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint")
-    ap.add_argument("--onnx", help="evaluate this ONNX file with onnxruntime instead")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--labels", default="/work/shared/datasets/ped2/testing/labels.json")
+    ap = eval_arg_parser(__doc__)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=16, help="windows per forward pass (PyTorch)")
     ap.add_argument("--json", help="also write the results here")
-    args = ap.parse_args()
-    if not args.checkpoint and not args.onnx:
-        ap.error("--checkpoint or --onnx is required")
-    torch.set_num_threads(args.threads)
-    with open(args.labels) as f:
-        labels = json.load(f)
+    args, labels = parse_eval_args(ap)
     run, n = make_runner(args)
 
     psnrs, patch_mse, ys, vids = [], [], [], []

@@ -44,24 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hf2vad import (HF2VAD, HF2VADConfig, memae_losses, cvae_losses, object_errors,  # noqa: E402
                     param_groups)
 from data import ObjectCubeSampler, load_index  # noqa: E402
-from zoo_common import config_overrides, save_checkpoint  # noqa: E402
+from zoo_common import config_overrides, lr_schedule, save_checkpoint, seed_stage  # noqa: E402
 
 STAGES = ("memae", "cvae")
-
-
-def lr_schedule(total_steps):
-    """Short linear warm-up, then cosine decay to 5 % of the peak."""
-    warm = max(1, min(100, total_steps // 10))
-    return lambda s: (s + 1) / warm if s < warm else \
-        0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total_steps - warm)))
-
-
-def seed_stage(seed, stage):
-    """Per-stage generators: stages run separately or in one `all` run give the same result."""
-    k = STAGES.index(stage)
-    torch.manual_seed(seed * 1000 + k)
-    gen = torch.Generator().manual_seed(seed * 1000 + 100 + k)
-    return np.random.default_rng([seed, k]), gen
 
 
 @torch.no_grad()
@@ -88,7 +73,7 @@ def stats_of(sr, sp):
 
 def run_stage(args, stage, model, sampler, epochs, save):
     c = model.cfg
-    rng, gen = seed_stage(args.seed, stage)
+    rng, gen = seed_stage(args.seed, STAGES, stage)
     steps = len(sampler) // args.batch
     if args.max_steps:
         steps = min(steps, args.max_steps)

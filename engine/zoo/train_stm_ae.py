@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stm_ae import (STMAE, STMConfig, salt_and_pepper, generator_losses,  # noqa: E402
                     discriminator_loss, param_groups)
 from data import load_flows, load_index  # noqa: E402
-from zoo_common import config_overrides, parse_hw, save_checkpoint  # noqa: E402
+from zoo_common import config_overrides, lr_schedule, parse_hw, save_checkpoint, seed_stage  # noqa: E402
 
 STAGES = ("appearance", "motion", "main")
 
@@ -121,27 +121,12 @@ class STMSampler:
 # CLI helpers
 # --------------------------------------------------------------------------------------------
 
-def lr_schedule(total_steps):
-    """Short linear warm-up, then cosine decay to 5 % of the peak."""
-    warm = max(1, min(100, total_steps // 10))
-    return lambda s: (s + 1) / warm if s < warm else \
-        0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total_steps - warm)))
-
-
-def seed_stage(seed, stage):
-    """Per-stage generators: stages run separately or in one `all` run give the same result."""
-    k = STAGES.index(stage)
-    torch.manual_seed(seed * 1000 + k)
-    gen = torch.Generator().manual_seed(seed * 1000 + 100 + k)
-    return np.random.default_rng([seed, k]), gen
-
-
 # --------------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------------
 
 def run_epochs(args, stage, model, sampler, epochs, step_fn, params, lr, extra_opt=None, on_epoch=None):
-    rng, gen = seed_stage(args.seed, stage)
+    rng, gen = seed_stage(args.seed, STAGES, stage)
     steps = len(sampler) // args.batch
     if args.max_steps:
         steps = min(steps, args.max_steps)

@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ustn_dsc import USTNDSC, USTNConfig, restoration_losses, param_groups  # noqa: E402
 from data import load_videos, load_index, _Sampler  # noqa: E402
-from zoo_common import config_overrides, parse_hw, save_checkpoint  # noqa: E402
+from zoo_common import config_overrides, lr_schedule, parse_hw, save_checkpoint  # noqa: E402
 
 
 class ClipSampler(_Sampler):
@@ -70,14 +70,6 @@ class ClipSampler(_Sampler):
             clips.append(c)
         clips = torch.from_numpy(np.ascontiguousarray(np.stack(clips), np.float32))
         return clips[:, self.key], clips
-
-
-def lr_schedule(total_steps):
-    """Short linear warm-up (attention layers dislike a full learning rate at step 0), then
-    cosine decay to 5 % of the peak."""
-    warm = max(1, min(100, total_steps // 10))
-    return lambda s: (s + 1) / warm if s < warm else \
-        0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total_steps - warm)))
 
 
 @torch.no_grad()

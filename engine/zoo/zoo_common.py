@@ -70,6 +70,51 @@ def toml_fixed(x, decimals):
     return TomlLiteral(f"{float(x):.{decimals}f}")
 
 
+# The labelled Ped2 test split beside the repository (../shared), as CI lays it out.
+PED2_TEST_LABELS = os.path.normpath(os.path.join(REPO, "..", "shared/datasets/ped2/testing/labels.json"))
+
+
+def eval_arg_parser(doc, onnx_help="evaluate this ONNX file with onnxruntime instead"):
+    """The arguments every evaluate_*.py takes first; the script adds its own, then calls
+    parse_eval_args."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint")
+    ap.add_argument("--onnx", help=onnx_help)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--labels", default=PED2_TEST_LABELS)
+    return ap
+
+
+def parse_eval_args(ap):
+    """(args, labels): one of --checkpoint / --onnx required, torch limited to --threads, and
+    the labels file read."""
+    import torch
+    args = ap.parse_args()
+    if not args.checkpoint and not args.onnx:
+        ap.error("--checkpoint or --onnx is required")
+    torch.set_num_threads(args.threads)
+    with open(args.labels) as f:
+        return args, json.load(f)
+
+
+def lr_schedule(total_steps):
+    """Short linear warm-up (attention layers and fresh memories dislike a full learning rate
+    at step 0), then cosine decay to 5 % of the peak; a LambdaLR factor per step."""
+    warm = max(1, min(100, total_steps // 10))
+    return lambda s: (s + 1) / warm if s < warm else \
+        0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total_steps - warm)))
+
+
+def seed_stage(seed, stages, stage):
+    """Per-stage generators (numpy, torch): stages run separately or in one `all` run give the
+    same result."""
+    import torch
+    k = stages.index(stage)
+    torch.manual_seed(seed * 1000 + k)
+    gen = torch.Generator().manual_seed(seed * 1000 + 100 + k)
+    return np.random.default_rng([seed, k]), gen
+
+
 def export_arg_parser(doc, name, trained_on):
     """The arguments every export_*.py takes; the script adds its own."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
