@@ -14,10 +14,6 @@ use std::path::Path;
 pub struct ObjectFinder {
     motion: MotionExtractor,
     detector: Option<Detector>,
-    slots: usize,
-    /// `[objects] drop_border` and the frame size, applied to detections too.
-    drop_border: bool,
-    frame: (u32, u32),
     boxes: Vec<BoundingBox>,
 }
 
@@ -25,11 +21,8 @@ impl ObjectFinder {
     pub fn new(motion: MotionExtractor, detector: Option<Detector>) -> Self {
         let slots = motion.params().slots as usize;
         Self {
-            drop_border: motion.params().drop_border,
-            frame: motion.frame_size(),
             motion,
             detector,
-            slots,
             boxes: Vec::with_capacity(slots),
         }
     }
@@ -84,6 +77,7 @@ impl ObjectFinder {
     /// Boxes of the newest of `frames` (model-input planes, oldest first, at least 3); see
     /// [`MotionExtractor::detect`] for `index`.
     pub fn find(&mut self, index: u64, frames: &[&[f32]]) -> Result<&[BoundingBox], ObjectError> {
+        let p = *self.motion.params();
         let motion = self.motion.detect(index, frames)?;
         match self.detector.as_mut() {
             None => {
@@ -94,9 +88,10 @@ impl ObjectFinder {
                 let cover = d.spec().cover;
                 let newest = frames.last().ok_or(ObjectError::History { got: 0 })?;
                 let found = d.detect(newest)?;
-                merge_boxes(found, motion, cover, self.slots, &mut self.boxes);
-                if self.drop_border {
-                    let (w, h) = self.frame;
+                merge_boxes(found, motion, cover, p.slots as usize, &mut self.boxes);
+                // The motion boxes were filtered by the extractor; detections are filtered here.
+                if p.drop_border {
+                    let (w, h) = self.motion.frame_size();
                     self.boxes.retain(|b| !b.touches_border(w, h));
                 }
             }
