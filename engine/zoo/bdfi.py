@@ -32,7 +32,7 @@ GridSample (opset 16+), TopK, Softmax, ReduceSum, Sqrt, Where, Tanh. Shapes are 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict
 
 import torch
 import torch.nn as nn
