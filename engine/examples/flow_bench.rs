@@ -126,7 +126,7 @@ fn main() {
         nms_iou: 0.45,
         cover: 0.6,
     };
-    let mut det = Detector::load(&spec, &fixtures, w, h, 1, range, 16, 40).unwrap();
+    let mut det = Detector::load(&spec, &fixtures, &geo, 16, 40).unwrap();
     let mut found = 0;
     let detect: Vec<f64> = planes
         .iter()

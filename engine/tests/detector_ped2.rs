@@ -36,7 +36,7 @@ fn spec(score_threshold: f32, nms_iou: f32) -> DetectorSpec {
 }
 
 fn detector(s: &DetectorSpec) -> Detector {
-    Detector::load(s, &fixtures(), 192, 128, 1, GEO.pixel_range, 16, 1).unwrap()
+    Detector::load(s, &fixtures(), &GEO, 16, 1).unwrap()
 }
 
 #[test]
@@ -244,10 +244,7 @@ fn hf2vad_scores_detections_and_the_motion_boxes_they_miss() {
     let mut d = Detector::load(
         pkg.manifest.detector.as_ref().unwrap(),
         &pkg.dir,
-        192,
-        128,
-        1,
-        GEO.pixel_range,
+        &GEO,
         params.slots as usize,
         params.min_area,
     )

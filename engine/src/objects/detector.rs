@@ -15,6 +15,7 @@ use super::{BoundingBox, ObjectError};
 use crate::backend::onnx::OnnxInterface;
 use crate::backend::tract::TractBackend;
 use crate::backend::{Backend, TensorSpec};
+use crate::preprocess::InputGeometry;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -317,10 +318,7 @@ pub struct Detector {
     input: [Tensor; 1],
     output: [Tensor; 1],
     letterbox: Letterbox,
-    width: usize,
-    height: usize,
-    channels: usize,
-    range: [f32; 2],
+    geo: InputGeometry,
     max: usize,
     min_area: u32,
     resized: Vec<f32>,
@@ -329,16 +327,12 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// Loads `dir/spec.file` for `channels`-channel `width x height` frames in `range` (the
-    /// model's input); keeps at most `max` detections of at least `min_area` pixels.
-    #[allow(clippy::too_many_arguments)]
+    /// Loads `dir/spec.file` for frames of `geo` (the model's input); keeps at most `max`
+    /// detections of at least `min_area` pixels.
     pub fn load(
         spec: &DetectorSpec,
         dir: &Path,
-        width: usize,
-        height: usize,
-        channels: usize,
-        range: [f32; 2],
+        geo: &InputGeometry,
         max: usize,
         min_area: u32,
     ) -> Result<Self, ObjectError> {
@@ -356,21 +350,18 @@ impl Detector {
         )
         .map_err(|e| fail(e.to_string()))?;
         let (in_h, in_w) = (shape.input.shape[2], shape.input.shape[3]);
-        let letterbox = Letterbox::new(width, height, in_w, in_h);
+        let letterbox = Letterbox::new(geo.width as usize, geo.height as usize, in_w, in_h);
         Ok(Self {
             input: [Tensor::zeros(&shape.input.shape)],
             output: [Tensor::zeros(&shape.output.shape)],
-            resized: vec![0.0; channels * letterbox.new_width * letterbox.new_height],
+            resized: vec![0.0; geo.channels as usize * letterbox.new_width * letterbox.new_height],
             candidates: Vec::with_capacity(shape.anchors),
             kept: Vec::with_capacity(max),
             spec: spec.clone(),
             shape,
             backend,
             letterbox,
-            width,
-            height,
-            channels,
-            range,
+            geo: *geo,
             max,
             min_area,
         })
@@ -392,8 +383,9 @@ impl Detector {
     /// Detections in `frame` (one model-input frame, channel-planar, in the model's pixel
     /// range), most confident first.
     pub fn detect(&mut self, frame: &[f32]) -> Result<&[Detection], ObjectError> {
-        let (w, h, c) = (self.width, self.height, self.channels);
-        if frame.len() != w * h * c {
+        let g = self.geo;
+        let (w, h, c) = (g.width as usize, g.height as usize, g.channels as usize);
+        if frame.len() != g.plane_len() {
             return Err(ObjectError::InputLen {
                 got: frame.len(),
                 expected: w * h * c,
@@ -418,7 +410,7 @@ impl Detector {
             &mut self.resized,
         );
         let (in_h, in_w) = (self.shape.input.shape[2], self.shape.input.shape[3]);
-        let [lo, hi] = self.range;
+        let [lo, hi] = g.pixel_range;
         let input = self.input[0].data_mut();
         input.fill(114.0 / 255.0);
         let plane = lb.new_width * lb.new_height;

@@ -42,16 +42,7 @@ impl ObjectFinder {
         let motion = MotionExtractor::new(params, w, h, c, geo.pixel_range)?;
         let detector = detector
             .map(|(spec, dir)| {
-                Detector::load(
-                    spec,
-                    dir,
-                    w,
-                    h,
-                    c,
-                    geo.pixel_range,
-                    params.slots as usize,
-                    params.min_area,
-                )
+                Detector::load(spec, dir, geo, params.slots as usize, params.min_area)
             })
             .transpose()?;
         Ok(Self::new(motion, detector))
