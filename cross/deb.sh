@@ -31,7 +31,11 @@ if ! command -v aarch64-linux-gnu-strip >/dev/null; then
 fi
 aarch64-linux-gnu-strip --strip-debug "$bin"
 echo "deb: $bin stripped of debug info: $(du -h "$bin" | cut -f1)"
-deb=$(cargo deb -p vigil --target "$target" --no-build --no-strip 2>&1 | tee /dev/stderr | grep '\.deb$' | tail -1)
+# Not `tee /dev/stderr`: opening it truncates a log file that stderr is redirected to (it wiped
+# the log of two local `.ci/run`s written to a file).
+out=$(cargo deb -p vigil --target "$target" --no-build --no-strip 2>&1) || { echo "$out" >&2; fail "cargo deb failed"; }
+echo "$out"
+deb=$(echo "$out" | grep '\.deb$' | tail -1)
 [ -f "$deb" ] || fail "cargo deb printed no package path"
 echo "deb: built $deb ($(du -h "$deb" | cut -f1))"
 
