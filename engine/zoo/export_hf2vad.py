@@ -39,13 +39,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_hf2vad import load_checkpoint  # noqa: E402
 from hf2vad import ObjectMemory, fold_batchnorm, param_groups  # noqa: E402
 from zoo_common import (export_arg_parser, manifest_head, onnx_interface, provenance_lines,  # noqa: E402
-                        save_manifest, sha256_file, toml_fixed, toml_val)
+                        flow_table, save_manifest, sha256_file, toml_fixed, toml_val)
 TOL = 1e-4
 K = 16                                   # static object slots
 INPUTS = ("frames", "flows")
 OUTPUTS = ("flow_recon", "pred")         # the order of HF2VAD.forward
-# the flow estimator the model was trained on (the Rust exporter, `vigil dataset export --flow`)
-FLOW = dict(method="farneback", pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2)
 FORBIDDEN_OPS = {"TopK", "ScatterND", "ScatterElements", "Scatter", "GatherElements", "GatherND", "Gather",
                  "NonZero", "Loop", "If", "Shape", "RandomNormal", "RandomNormalLike", "RandomUniform",
                  "RandomUniformLike", "Multinomial", "Dropout", "BatchNormalization"}
@@ -235,8 +233,7 @@ def write_manifest(args, model, ckpt, stats, objects, objects_folder, sha, ins, 
         "[objects]                       # the object extractor the model was trained with (index.json)",
     ] + [f"{k} = {toml_any(v)}" for k, v in objects.items()] + [
         "",
-        "[flow]                          # the input flows, computed at run time (same as training)",
-    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [""]
+    ] + flow_table("the input flows")
     lines += provenance_lines({
         "dataset": args.dataset,
         "epochs": int(st.get("cvae", {}).get("epochs", 0)),

@@ -29,12 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_maam_net import load_checkpoint  # noqa: E402
 from maam_net import fold_batchnorm  # noqa: E402
 from zoo_common import (export_arg_parser, manifest_head, onnx_interface, provenance_lines,  # noqa: E402
-                        save_manifest, sha256_file, toml_val, train_provenance)
+                        flow_table, save_manifest, sha256_file, train_provenance)
 TOL = 1e-4
 INPUT = "frame"
 OUTPUTS = ("recon", "flow")  # the order of MAAMNet.forward
-# the flow estimator the model was trained against (flows_cv2.FARNEBACK / the Rust exporter)
-FLOW = dict(method="farneback", pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2)
 
 
 def sample_inputs(h, w, folder, n=4, seed=0):
@@ -128,8 +126,7 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         f"patch = [{args.patch[0]}, {args.patch[1]}]                # [height, width], all-ones (sum) kernel",
         f"stride = [{args.stride[0]}, {args.stride[1]}]",
         "",
-        "[flow]                          # the target flow, computed at run time (same as training)",
-    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [""]
+    ] + flow_table("the target flow")
     lines += provenance_lines(train_provenance(args, ckpt), args.checkpoint)
     save_manifest(args.out_dir, lines)
 

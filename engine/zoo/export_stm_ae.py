@@ -30,12 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_stm_ae import load_checkpoint  # noqa: E402
 from stm_ae import fold_batchnorm  # noqa: E402
 from zoo_common import (export_arg_parser, manifest_head, onnx_interface, provenance_lines,  # noqa: E402
-                        save_manifest, sha256_file, toml_fixed, toml_val)
+                        flow_table, save_manifest, sha256_file, toml_fixed)
 TOL = 1e-4
 INPUTS = ("frames", "flows")
 OUTPUT = "pred"
-# the flow estimator the model was trained on (the Rust exporter, `vigil dataset export --flow`)
-FLOW = dict(method="farneback", pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2)
 FORBIDDEN_OPS = {"TopK", "ScatterND", "ScatterElements", "Scatter", "GatherElements", "GatherND",
                  "NonZero", "Loop", "If", "Shape"}
 
@@ -155,8 +153,7 @@ def write_manifest(args, cfg, ckpt, sha, ins, outs):
         f"patch = [{args.patch[0]}, {args.patch[1]}]                # [height, width]",
         f"stride = [{args.stride[0]}, {args.stride[1]}]",
         "",
-        "[flow]                          # the input flows, computed at run time (same as training)",
-    ] + [f"{k} = {toml_val(v)}" for k, v in FLOW.items()] + [""]
+    ] + flow_table("the input flows")
     lines += provenance_lines({
         "dataset": args.dataset,
         "epochs": int(main_st.get("epochs", 0)),

@@ -57,6 +57,18 @@ def toml_val(v):
     return toml_str(v) if isinstance(v, str) else repr(v)
 
 
+# The engine's Farneback parameters (OpenCV's names) that the flow models' training data was
+# computed with (`vigil dataset export --flow`; flows_cv2.FARNEBACK passes the same to OpenCV);
+# the package's [flow] table makes the runtime compute the same.
+FARNEBACK = dict(method="farneback", pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2)
+
+
+def flow_table(what):
+    """The manifest's [flow] table; `what` names the flow's role for the model."""
+    return ([f"[flow]                          # {what}, computed at run time (same as training)"]
+            + [f"{k} = {toml_val(v)}" for k, v in FARNEBACK.items()] + [""])
+
+
 def toml_shape(dims):
     return "[" + ", ".join(str(d) for d in dims) + "]"
 
