@@ -1,5 +1,5 @@
-//! Entry points for the fuzz targets (`firmware/fuzz`, run with `cargo fuzz`): the three places
-//! where bytes from outside reach vigil. Each must return without panicking whatever it is
+//! Entry points for the fuzz targets (`firmware/fuzz`, run with `cargo fuzz`): the places where
+//! bytes from outside reach vigil. Each must return without panicking whatever it is
 //! given, and checks the invariants a wrong answer would break. They live in the library so
 //! that the regression test (`firmware/tests/fuzz_corpus.rs`) runs the same code over the saved
 //! corpus and random inputs on every `cargo test`.
@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::mqtt::journal::{self, Record};
 use crate::source::pixfmt::{PixelDecoder, RawFormat, RawGeometry};
 use vigil_engine::frame::{Frame, Geometry, PixelLayout};
+use vigil_engine::imageio::{self, ImageIoError};
 
 /// A configuration file: any text parses to a config or to an error naming the file.
 pub fn config(data: &[u8]) {
@@ -85,5 +86,36 @@ pub fn camera_frame(data: &[u8]) {
     };
     if dec.decode(buf, &mut frame).is_ok() {
         assert_eq!(frame.geometry(), dec.output());
+    }
+}
+
+/// A frame file of a directory replay (JPEG, PNG, TIFF, or anything named like one): it decodes
+/// to a frame or is refused with an error naming the file. A JPEG is accepted only when it is
+/// whole (SOI ... EOI), so a truncated file is never scored.
+pub fn frame_file(data: &[u8]) {
+    let Ok(one) = Geometry::new(1, 1, PixelLayout::Gray8) else {
+        return;
+    };
+    let mut frame = Frame::blank(one);
+    let name = Path::new("fuzz.jpg");
+    match imageio::decode_into(data, name, &mut frame) {
+        Ok(()) => {
+            let g = frame.geometry();
+            assert_eq!(frame.data().len(), g.byte_len());
+            if image::guess_format(data).ok() == Some(image::ImageFormat::Jpeg) {
+                assert!(
+                    imageio::whole_jpeg(data).is_ok(),
+                    "a JPEG without its end marker was decoded"
+                );
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("fuzz.jpg"), "error without the file name: {msg}");
+            assert!(!msg.contains('\n'), "a multi-line error would split a log line: {msg:?}");
+            if data.is_empty() {
+                assert!(matches!(e, ImageIoError::Empty { .. }), "{e}");
+            }
+        }
     }
 }

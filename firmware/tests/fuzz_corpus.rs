@@ -98,3 +98,8 @@ fn outbox_journal_reader_survives_its_corpus() {
 fn camera_frame_decoders_survive_their_corpus() {
     campaign("camera_frame", vigil::fuzzing::camera_frame, 300);
 }
+
+#[test]
+fn frame_file_decoder_survives_its_corpus() {
+    campaign("frame_file", vigil::fuzzing::frame_file, 2000);
+}

@@ -38,6 +38,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use thiserror::Error;
 use vigil_engine::frame::{Frame, Geometry, PixelLayout, MAX_SIDE};
+use vigil_engine::imageio;
 use zune_jpeg::errors::DecodeErrors;
 use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
@@ -452,25 +453,14 @@ pub fn rgb_to_gray(src: &[u8], dst: &mut [u8]) {
     }
 }
 
-/// The JPEG bytes of an MJPEG buffer, or why it is not a whole JPEG.
-///
-/// zune-jpeg (like libjpeg) pads a truncated entropy stream and returns a picture whose bottom
-/// is grey, without an error. A camera that drops USB packets produces exactly such frames, so
-/// we require the SOI marker at the start and an EOI marker at the end ourselves. Drivers may
-/// pad the buffer after EOI with zeros (bytesused then covers the padding), hence the trim.
+/// The JPEG bytes of an MJPEG buffer, or why it is not a whole JPEG: a camera that drops USB
+/// packets produces frames cut short, which the decoder would pad with grey without an error
+/// (the same check the directory replay applies to files, [`imageio::whole_jpeg`]).
 fn jpeg_payload(src: &[u8]) -> Result<&[u8], PixFmtError> {
-    let corrupt = |reason: &str| PixFmtError::CorruptJpeg {
+    imageio::whole_jpeg(src).map_err(|damage| PixFmtError::CorruptJpeg {
         len: src.len(),
-        reason: reason.to_owned(),
-    };
-    if src.len() < 4 || src[0] != 0xFF || src[1] != 0xD8 {
-        return Err(corrupt("no JPEG start-of-image marker"));
-    }
-    let end = src.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-    if end < 4 || src[end - 2] != 0xFF || src[end - 1] != 0xD9 {
-        return Err(corrupt("no end-of-image marker: the frame was cut short"));
-    }
-    Ok(&src[..end])
+        reason: damage.to_string(),
+    })
 }
 
 /// The Huffman tables of JPEG Annex K.3 (ITU-T T.81), as one DHT segment: the tables every
