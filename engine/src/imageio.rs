@@ -37,7 +37,10 @@ pub enum ImageIoError {
 
 /// `e`'s message on one line.
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// File extensions treated as frames when scanning a directory.

@@ -111,8 +111,14 @@ pub fn frame_file(data: &[u8]) {
         }
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.contains("fuzz.jpg"), "error without the file name: {msg}");
-            assert!(!msg.contains('\n'), "a multi-line error would split a log line: {msg:?}");
+            assert!(
+                msg.contains("fuzz.jpg"),
+                "error without the file name: {msg}"
+            );
+            assert!(
+                !msg.contains('\n'),
+                "a multi-line error would split a log line: {msg:?}"
+            );
             if data.is_empty() {
                 assert!(matches!(e, ImageIoError::Empty { .. }), "{e}");
             }
