@@ -82,7 +82,7 @@ pub fn run_with_observer(
     // Ends on a stop request, or when every camera's stream has ended (replay sources).
     while !stop.load(Ordering::Relaxed) && !cams.iter().all(|c| c.is_finished()) {
         if !interval.is_zero() && Instant::now() >= next_health {
-            publish_health(&publisher, &cams, &cfg.mqtt.device, started);
+            publish_health(&publisher, &cams, &cfg.mqtt.device, started, interval);
             next_health = Instant::now() + interval;
         }
         notifier.tick(Instant::now(), &all_stats);
@@ -119,15 +119,16 @@ pub fn run_with_observer(
         let h = s.health();
         // fps counts from the camera's start, model load included: the rate a user sees.
         log::info!(
-            "camera {}: {} frames captured, {} dropped, {:.2} scored frames/s",
+            "camera {}: {} frames captured, {} rejected, {} dropped, {:.2} scored frames/s",
             h.camera,
             h.frames,
+            h.frames_rejected,
             h.dropped_frames,
             h.fps
         );
     }
     if !interval.is_zero() {
-        let h = health(&publisher, &stats, &cfg.mqtt.device, started);
+        let h = health(&publisher, &stats, &cfg.mqtt.device, started, interval);
         let _ = publisher.publish_health(&h);
     }
     let report = publisher.shutdown(SHUTDOWN_GRACE);
@@ -147,11 +148,14 @@ fn health(
     stats: &[Arc<crate::pipeline::CameraStats>],
     device: &str,
     started: Instant,
+    interval: Duration,
 ) -> Health {
     let p = publisher.stats();
     Health {
         schema: Default::default(),
         device: device.to_owned(),
+        sent_at: crate::mqtt::message::rfc3339_utc(std::time::SystemTime::now()),
+        interval_s: interval.as_secs(),
         uptime_s: started.elapsed().as_secs(),
         cameras: stats.iter().map(|s| s.health()).collect(),
         outbox_depth: p.outbox_depth as u64,
@@ -166,9 +170,16 @@ fn health(
     }
 }
 
-fn publish_health(publisher: &Publisher, cams: &[CameraHandle], device: &str, started: Instant) {
+fn publish_health(
+    publisher: &Publisher,
+    cams: &[CameraHandle],
+    device: &str,
+    started: Instant,
+    interval: Duration,
+) {
     let stats: Vec<_> = cams.iter().map(|c| c.stats.clone()).collect();
-    if let Err(e) = publisher.publish_health(&health(publisher, &stats, device, started)) {
+    if let Err(e) = publisher.publish_health(&health(publisher, &stats, device, started, interval))
+    {
         log::warn!("health not published: {e}");
     }
 }

@@ -2,7 +2,7 @@
 //! event detector, and the wire message. Runs on the inference thread, once per scored frame.
 
 use crate::mqtt::message::{rfc3339_utc, EventSchema};
-use crate::mqtt::{EventKind, EventMessage, Region as WireRegion};
+use crate::mqtt::{EndReason, EventKind, EventMessage, Region as WireRegion};
 use std::time::{Duration, SystemTime};
 use vigil_engine::package::ModelPackage;
 use vigil_engine::recipe::Scored;
@@ -121,23 +121,24 @@ impl Detector {
         let t = self
             .events
             .update(scored.frame_index, scored.timestamp, score, &regions)?;
-        Ok((score, t.map(|t| self.message(&t))))
+        Ok((score, t.map(|t| self.message(&t, EndReason::Score))))
     }
 
-    /// Closes an open event at the end of the stream or at shutdown.
-    pub fn finish(&mut self) -> Option<EventMessage> {
-        self.events.finish().map(|t| self.message(&t))
+    /// Closes an open event at the end of the stream or at shutdown; `reason` says which.
+    pub fn finish(&mut self, reason: EndReason) -> Option<EventMessage> {
+        self.events.finish().map(|t| self.message(&t, reason))
     }
 
     fn wall(&self, t: Duration) -> SystemTime {
         self.epoch + t
     }
 
-    fn message(&self, t: &Transition) -> EventMessage {
-        let (kind, info) = match t {
-            Transition::Start(i) => (EventKind::Start, i),
-            Transition::Update(i) => (EventKind::Update, i),
-            Transition::End(i) => (EventKind::End, i),
+    /// The wire message of `t`; `end_reason` is used only if `t` is an end.
+    fn message(&self, t: &Transition, end_reason: EndReason) -> EventMessage {
+        let (kind, info, reason) = match t {
+            Transition::Start(i) => (EventKind::Start, i, None),
+            Transition::Update(i) => (EventKind::Update, i, None),
+            Transition::End(i) => (EventKind::End, i, Some(end_reason)),
         };
         EventMessage {
             schema: EventSchema,
@@ -164,6 +165,7 @@ impl Detector {
                     score: r.score,
                 })
                 .collect(),
+            reason,
         }
     }
 }

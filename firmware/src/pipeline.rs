@@ -8,7 +8,7 @@
 
 use crate::config::CameraConfig;
 use crate::detector::{default_normalizer, Detector};
-use crate::mqtt::{CameraHealth, CameraState, EventMessage, Publisher};
+use crate::mqtt::{CameraHealth, CameraState, EndReason, EventMessage, Publisher};
 use crate::source::ring::FrameRing;
 use crate::source::{self, Next, SourceConfig};
 use anyhow::{Context, Result};
@@ -52,6 +52,10 @@ pub struct CameraStats {
     pub reconnects: AtomicU64,
     pub dropped: AtomicU64,
     pub queue_depth: AtomicU64,
+    /// Frames refused before the model (corrupt, truncated, unreadable).
+    pub rejected: AtomicU64,
+    /// Why the latest rejected frame was refused (file or buffer, and the reason).
+    last_rejection: Mutex<Option<String>>,
     state: Mutex<CameraState>,
     started: Instant,
 }
@@ -66,6 +70,8 @@ impl CameraStats {
             reconnects: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            last_rejection: Mutex::new(None),
             state: Mutex::new(CameraState::Starting),
             started: Instant::now(),
         }
@@ -75,6 +81,20 @@ impl CameraStats {
     }
     fn set_state(&self, s: CameraState) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+    /// Counts a rejected frame and keeps `reason` as the latest one.
+    fn reject(&self, reason: String) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_rejection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+    pub fn last_rejection(&self) -> Option<String> {
+        self.last_rejection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     /// The counters the systemd watchdog judges liveness by.
     pub fn progress(&self) -> crate::systemd::Progress {
@@ -94,6 +114,8 @@ impl CameraStats {
             frames: self.frames.load(Ordering::Relaxed),
             dropped_frames: self.dropped.load(Ordering::Relaxed),
             queue_depth: self.queue_depth.load(Ordering::Relaxed) as u32,
+            frames_rejected: self.rejected.load(Ordering::Relaxed),
+            last_rejection: self.last_rejection(),
         }
     }
 }
@@ -205,7 +227,13 @@ pub fn spawn_camera(
                     &publisher,
                     observer.as_ref(),
                 );
-                if let Some(msg) = detector.finish() {
+                // Capture ends on its own only when the stream ended or the camera failed;
+                // otherwise vigil is stopping.
+                let reason = match stats.state() {
+                    CameraState::Ended | CameraState::Failed => EndReason::StreamEnd,
+                    _ => EndReason::Stop,
+                };
+                if let Some(msg) = detector.finish(reason) {
                     emit(&publisher, observer.as_ref(), msg);
                 }
                 if let Some(o) = &observer {
@@ -231,6 +259,15 @@ fn is_unpaced_replay(src: &SourceConfig) -> bool {
     matches!(src, SourceConfig::Dir(d) if d.fps.is_none())
 }
 
+/// " (N similar suppressed)" after a rate-limited warning, or nothing when none was.
+fn suppressed_note(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} similar suppressed)")
+    }
+}
+
 /// Limits repeated identical warnings: a camera failing every 100 ms must not flood the journal.
 struct RateLimit {
     last: Option<Instant>,
@@ -250,6 +287,63 @@ impl RateLimit {
                 Some(std::mem::take(&mut self.suppressed))
             }
         }
+    }
+}
+
+/// How often a camera that keeps rejecting frames gets a summary line: the per-line log limiter
+/// (`logging`) may have hidden some of the individual warnings, the summary never is.
+const REJECTION_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// Logs rejected frames so that none goes unreported: one warning per frame (its own call site,
+/// so the journal's per-site limiter is the only one that can thin them out, and timeouts
+/// cannot use up its burst), a summary with counts and the latest reason every
+/// [`REJECTION_SUMMARY_EVERY`] while rejections go on, and a final one when capture ends
+/// (however it ends: the summary is written on drop).
+struct RejectionLog<'a> {
+    stats: &'a CameraStats,
+    since_summary: u64,
+    last_summary: Instant,
+}
+
+impl<'a> RejectionLog<'a> {
+    fn new(stats: &'a CameraStats) -> Self {
+        Self {
+            stats,
+            since_summary: 0,
+            last_summary: Instant::now(),
+        }
+    }
+
+    fn reject(&mut self, e: &source::SourceError) {
+        // One line per frame: an error text ending in a newline would split the journal entry.
+        let reason = e.to_string().replace(['\n', '\r'], " ").trim().to_owned();
+        log::warn!("camera {}: frame rejected: {reason}", self.stats.name);
+        self.stats.reject(reason);
+        self.since_summary += 1;
+        if self.last_summary.elapsed() >= REJECTION_SUMMARY_EVERY {
+            self.summary("in the last minute");
+        }
+    }
+
+    /// Logs how many frames were rejected since the last summary, if any.
+    fn summary(&mut self, period: &str) {
+        if self.since_summary > 0 {
+            log::warn!(
+                "camera {}: {} frame(s) rejected {period} ({} since start); latest: {}",
+                self.stats.name,
+                self.since_summary,
+                self.stats.rejected.load(Ordering::Relaxed),
+                self.stats.last_rejection().unwrap_or_default()
+            );
+        }
+        self.since_summary = 0;
+        self.last_summary = Instant::now();
+    }
+}
+
+impl Drop for RejectionLog<'_> {
+    fn drop(&mut self) {
+        self.summary("since the last report, when capture ended");
     }
 }
 
@@ -330,9 +424,10 @@ fn reconnect(
                 if let Some(n) = warn.allow(Duration::from_secs(60)) {
                     log::warn!(
                         "camera {}: still unavailable after {attempts} attempt(s): {e} \
-                         (retrying every {:?} at most; {n} similar suppressed)",
+                         (retrying every {:?} at most){}",
                         stats.name,
-                        delays.max
+                        delays.max,
+                        suppressed_note(n)
                     );
                 }
             }
@@ -352,6 +447,7 @@ fn capture_loop(
     lossless: bool,
     reopen_backoff: ReopenDelays,
 ) -> Result<()> {
+    let mut rejections = RejectionLog::new(stats);
     let mut warn = RateLimit {
         last: None,
         suppressed: 0,
@@ -396,11 +492,10 @@ fn capture_loop(
                 if matches!(e, source::SourceError::Timeout { .. }) {
                     stats.set_state(CameraState::Stalled);
                 }
-                if let Some(suppressed) = warn.allow(Duration::from_secs(10)) {
-                    log::warn!(
-                        "camera {}: {e} ({suppressed} similar messages suppressed)",
-                        stats.name
-                    );
+                if e.is_rejected_frame() {
+                    rejections.reject(&e);
+                } else if let Some(suppressed) = warn.allow(Duration::from_secs(10)) {
+                    log::warn!("camera {}: {e}{}", stats.name, suppressed_note(suppressed));
                 }
                 if failures >= REOPEN_AFTER_FAILURES && e.is_device_fault() {
                     // Nothing but failures for a while: a format change, or a camera wedged
@@ -468,8 +563,9 @@ fn inference_loop(
             Err(e) => {
                 if let Some(n) = warn.allow(Duration::from_secs(10)) {
                     log::warn!(
-                        "camera {}: frame skipped: {e} ({n} similar suppressed)",
-                        stats.name
+                        "camera {}: frame skipped: {e}{}",
+                        stats.name,
+                        suppressed_note(n)
                     );
                 }
                 continue;
@@ -484,7 +580,7 @@ fn inference_loop(
                 stats.name,
                 scored.frame_index
             );
-            if let Some(msg) = detector.finish() {
+            if let Some(msg) = detector.finish(EndReason::StreamEnd) {
                 emit(publisher, observer, msg);
             }
         }
@@ -515,15 +611,7 @@ fn emit(publisher: &Publisher, observer: Option<&Sender<Observed>>, msg: EventMe
     // Logged once the outbox holds it, so the log lists exactly the events that were accepted
     // for delivery (the fault tests compare it with what the broker delivered).
     match publisher.publish_event(&msg) {
-        Ok(seq) => log::info!(
-            "event {} {} camera {} frame {} score {:.3} peak {:.3} (outbox #{seq})",
-            msg.kind,
-            msg.id,
-            msg.camera,
-            msg.frame,
-            msg.score,
-            msg.peak_score
-        ),
+        Ok(seq) => log::info!("event {} (outbox #{seq})", msg.summary()),
         // Only a message that can never be sent (shutting down, invalid) gets here: a full or
         // read-only disk is absorbed by the outbox, which keeps the event in memory.
         Err(e) => log::error!(
@@ -676,6 +764,12 @@ mod tests {
             stats.transient_errors.load(Ordering::Relaxed),
             u64::from(REOPEN_AFTER_FAILURES) + 1
         );
+        // Each failed read was a frame refused before the model, and health says so and why.
+        let h = stats.health();
+        assert_eq!(h.frames_rejected, u64::from(REOPEN_AFTER_FAILURES));
+        assert_eq!(h.frames, 2);
+        let why = h.last_rejection.unwrap_or_default();
+        assert!(why.contains("buffer of the wrong size"), "{why}");
     }
 
     #[test]

@@ -330,13 +330,128 @@ fn sigkill_mid_event_then_restart_loses_no_event() {
     broker.restart();
     let second_log = run_to_end(&s, "b2", broker.port(), &video01(""), 2);
     let mut want = produced(&first_log);
-    want.extend(produced(&second_log));
+    // Whether the kill landed inside the anomaly depends on timing (the next test makes sure
+    // of it); if it did, the restart closes it before anything new.
+    let open = open_at_the_end(&want);
+    let second = produced(&second_log);
+    for (i, id) in open.iter().enumerate() {
+        assert_eq!(
+            second.get(i).map(|e| (e.kind.as_str(), e.id.as_str())),
+            Some(("end", id.as_str())),
+            "the restart did not first close {id}:\n{second_log}"
+        );
+    }
+    want.extend(second);
     assert_all_delivered(
         &sub,
         &want,
         &format!("{first_log}\n--- restart ---\n{second_log}"),
     );
     assert!(journal_pending(&s.outbox()).is_empty());
+}
+
+/// (h) vigil is SIGKILLed while an anomaly is open (its `off` threshold is out of reach, so
+/// nothing but the kill can end it). The restart publishes that anomaly's `end`, reason
+/// `restart`, before any event of its own, and leaves no anomaly recorded as open.
+#[test]
+fn an_anomaly_open_at_a_sigkill_is_ended_by_the_restart() {
+    let (broker, s, sub) = start("fault-h");
+    let never_ending = |name: &str, source: &str| {
+        let config = s.config(name, broker.port(), source, 1000);
+        let text = fs::read_to_string(&config).unwrap();
+        fs::write(&config, text.replace("off = 0.35", "off = -1.0")).unwrap();
+        config
+    };
+    let config = never_ending("h1", &video01(", fps = 30.0"));
+    let log1 = s.log("h1");
+    let mut first = spawn(&config, &log1);
+    let start = sub
+        .wait_for(|m| received(m).iter().any(|e| e.kind == "start"), LONG)
+        .unwrap_or_else(|e| panic!("no start event: {e}\n{}", read(&log1)));
+    signal(&first, libc::SIGKILL);
+    let _ = first.wait();
+    let first_log = read(&log1);
+    let open = open_at_the_end(&produced(&first_log));
+    let id = received(&start)
+        .into_iter()
+        .find(|e| e.kind == "start")
+        .map(|e| e.id)
+        .unwrap_or_default();
+    assert_eq!(open, vec![id.clone()], "{first_log}");
+    assert_eq!(
+        fs::read_dir(s.outbox().join("open"))
+            .map(|d| d.count())
+            .ok(),
+        Some(1),
+        "the open anomaly is recorded beside the outbox"
+    );
+
+    let config = never_ending("h2", &video01(""));
+    let log2 = s.log("h2");
+    let mut second_run = spawn(&config, &log2);
+    let status = wait_exit(&mut second_run, &log2, LONG);
+    let second_log = read(&log2);
+    assert!(status.success(), "{status}\n{second_log}");
+    let second = produced(&second_log);
+    assert_eq!(
+        second.first().map(|e| (e.kind.as_str(), e.id.as_str())),
+        Some(("end", id.as_str())),
+        "the restart did not first close {id}:\n{second_log}"
+    );
+    assert!(
+        second_log.contains("the previous run stopped without ending it"),
+        "{second_log}"
+    );
+    let mut want = produced(&first_log);
+    want.extend(second.iter().cloned());
+    assert_all_delivered(
+        &sub,
+        &want,
+        &format!("{first_log}\n--- restart ---\n{second_log}"),
+    );
+    let end = event_json(&sub.messages(), &id, "end");
+    assert_eq!(end["reason"], "restart", "{end}");
+    vigil_tests::validate_against_schema(
+        repo_root().join("docs/schemas/vigil.event-1.schema.json"),
+        &end,
+    )
+    .unwrap();
+    // The second run's own anomaly was open when its replay ended: closed as `stream_end`.
+    let last = second.last().expect("the second run produced events");
+    assert_eq!(last.kind, "end", "{second_log}");
+    assert_eq!(
+        event_json(&sub.messages(), &last.id, "end")["reason"],
+        "stream_end"
+    );
+    assert_eq!(
+        fs::read_dir(s.outbox().join("open"))
+            .map(|d| d.count())
+            .ok(),
+        Some(0),
+        "no anomaly is left recorded as open"
+    );
+}
+
+/// Ids of the anomalies `events` started and did not end.
+fn open_at_the_end(events: &[Ev]) -> Vec<String> {
+    let mut open: Vec<String> = Vec::new();
+    for e in events {
+        match e.kind.as_str() {
+            "start" => open.push(e.id.clone()),
+            "end" => open.retain(|id| *id != e.id),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The first `kind` message of anomaly `id` among `msgs`, as JSON.
+fn event_json(msgs: &[Message], id: &str, kind: &str) -> serde_json::Value {
+    msgs.iter()
+        .filter(|m| m.topic.ends_with("/events"))
+        .map(Message::json)
+        .find(|v| v["id"] == id && v["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} message for {id} was received"))
 }
 
 /// (c) The journal is torn in the middle of its last record (as a power cut leaves it): the
@@ -469,5 +584,149 @@ fn sigterm_during_a_burst_stops_cleanly_and_loses_nothing() {
         "the open event was not closed at the stop:\n{text}"
     );
     assert_all_delivered(&sub, &want, &text);
+    let last = want.last().map(|e| e.id.clone()).unwrap_or_default();
+    assert_eq!(event_json(&sub.messages(), &last, "end")["reason"], "stop");
     assert!(journal_pending(&s.outbox()).is_empty());
+}
+
+/// Issue 19: corrupt frame files in a replay (one cut to half its bytes, one empty, one text
+/// file named `.jpg`) are rejected before the model, counted in health and each named in the
+/// log; the other 177 frames are captured; the end of the replay leaves the retained status
+/// `stopped`; health says when it was sent and how often it comes.
+#[test]
+fn corrupt_frames_are_rejected_counted_and_named() {
+    let (broker, s, sub) = start("fault-f");
+    let frames = s.dir.path().join("frames");
+    fs::create_dir(&frames).unwrap();
+    let video = ped2_root().join("testing/frames/01");
+    for i in 0..180 {
+        let name = format!("{i:03}.jpg");
+        fs::copy(video.join(&name), frames.join(&name)).unwrap();
+    }
+    let whole = fs::read(frames.join("050.jpg")).unwrap();
+    fs::write(frames.join("050.jpg"), &whole[..whole.len() / 2]).unwrap();
+    fs::write(frames.join("100.jpg"), b"").unwrap();
+    fs::write(frames.join("150.jpg"), b"camera notes, not a picture\n").unwrap();
+    let source = format!("{{ kind = \"dir\", path = \"{}\" }}", frames.display());
+    let text = run_to_end(&s, "f", broker.port(), &source, 5);
+
+    for bad in ["050.jpg", "100.jpg", "150.jpg"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("frame rejected") && l.contains(bad)),
+            "no log line names the rejected {bad}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("3 frame(s) rejected") && text.contains("(3 since start)"),
+        "no summary of the rejected frames:\n{text}"
+    );
+    assert!(
+        text.contains("177 frames captured, 3 rejected"),
+        "not 177 captured and 3 rejected:\n{text}"
+    );
+    assert!(
+        !text.contains("\n (") && !text.contains("(0 similar"),
+        "a warning line was split or padded:\n{text}"
+    );
+
+    let got = sub
+        .wait_for(
+            |m| {
+                health(m, "fault-f")
+                    .iter()
+                    .any(|h| h["cameras"][0]["state"] == "ended")
+                    && m.iter()
+                        .any(|m| m.topic == "vigil/fault-f/status" && m.payload == "stopped")
+            },
+            LONG,
+        )
+        .unwrap_or_else(|e| panic!("no final health and status: {e}\n{text}"));
+    let all = health(&got, "fault-f");
+    for h in &all {
+        vigil_tests::validate_against_schema(
+            repo_root().join("docs/schemas/vigil.health-1.schema.json"),
+            h,
+        )
+        .unwrap();
+        assert_eq!(h["interval_s"], 1, "{h}");
+    }
+    let last = all.last().unwrap();
+    let cam = &last["cameras"][0];
+    assert_eq!(
+        (cam["frames"].as_u64(), cam["frames_rejected"].as_u64()),
+        (Some(177), Some(3)),
+        "{last}"
+    );
+    let reason = cam["last_rejection"].as_str().unwrap_or_default();
+    assert!(reason.contains("150.jpg"), "{reason}");
+    let sent: Vec<&str> = all.iter().filter_map(|h| h["sent_at"].as_str()).collect();
+    assert_eq!(
+        sent.len(),
+        all.len(),
+        "every health message says when it was sent"
+    );
+    assert!(sent.windows(2).all(|w| w[0] <= w[1]), "{sent:?}");
+
+    // A replay that ends stops vigil as a service stop does: retained `stopped`, not `offline`.
+    let status: Vec<String> = got
+        .iter()
+        .filter(|m| m.topic == "vigil/fault-f/status")
+        .map(|m| m.payload.clone())
+        .collect();
+    assert_eq!(
+        status.last().map(String::as_str),
+        Some("stopped"),
+        "{status:?}"
+    );
+}
+
+/// Issue 19: the broker dies first, then vigil dies while it is away, so no last will can ever
+/// fire and the retained status stays `online`. The retained health carries what a consumer
+/// needs to see through that: `sent_at` older than 3 x `interval_s` means the box is gone.
+#[test]
+fn a_stale_retained_online_is_recognisable_from_health() {
+    let (mut broker, s, sub) = start("fault-g");
+    let config = s.config("g", broker.port(), &video01(", fps = 10.0, loop = true"), 5);
+    let log = s.log("g");
+    let mut vigil = spawn(&config, &log);
+    sub.wait_for(|m| health(m, "fault-g").len() >= 2, LONG)
+        .unwrap_or_else(|e| panic!("no health: {e}\n{}", read(&log)));
+    broker.kill();
+    thread::sleep(Duration::from_millis(500));
+    signal(&vigil, libc::SIGKILL);
+    let _ = vigil.wait();
+    broker.restart();
+    // Long enough after vigil's death that three intervals have passed for sure.
+    thread::sleep(Duration::from_secs(4));
+    let late = Subscriber::start(broker.port(), "vigil/fault-g/#");
+    let got = late
+        .wait_for(
+            |m| {
+                m.iter().any(|m| m.topic == "vigil/fault-g/status")
+                    && !health(m, "fault-g").is_empty()
+            },
+            LONG,
+        )
+        .unwrap_or_else(|e| panic!("retained messages missing after the broker's restart: {e}"));
+    let status = got
+        .iter()
+        .find(|m| m.topic == "vigil/fault-g/status")
+        .map(|m| m.payload.clone());
+    assert_eq!(
+        status.as_deref(),
+        Some("online"),
+        "the premise: nobody could tell the broker that vigil died"
+    );
+    // The consumer's rule from docs/mqtt.md ("Judging liveness").
+    let h = &health(&got, "fault-g")[0];
+    let interval = h["interval_s"].as_u64().expect("interval_s");
+    let sent_at = h["sent_at"].as_str().expect("sent_at");
+    let stale_before = vigil::mqtt::message::rfc3339_utc(
+        std::time::SystemTime::now() - Duration::from_secs(3 * interval),
+    );
+    assert!(
+        sent_at < stale_before.as_str(),
+        "health sent at {sent_at} should read as stale (3 intervals before now: {stale_before})"
+    );
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::{mpsc, Arc};
 use vigil::mqtt::message::{
-    rfc3339_utc, BrokerState, CameraHealth, CameraState, EventKind, EventMessage, EventSchema,
-    Health, HealthSchema, Region,
+    rfc3339_utc, BrokerState, CameraHealth, CameraState, EndReason, EventKind, EventMessage,
+    EventSchema, Health, HealthSchema, Region,
 };
 use vigil::mqtt::{MqttConfig, Outbox, Publisher};
 use vigil_tests::{
@@ -68,6 +68,7 @@ fn event(device: &str, camera: &str, id: &str, kind: EventKind, frame: u64) -> E
             h: 0.25,
             score: 0.75,
         }],
+        reason: (kind == EventKind::End).then_some(EndReason::Score),
     }
 }
 
@@ -165,6 +166,8 @@ fn events_published_while_connected_arrive_and_match_the_schema() {
     let health = Health {
         schema: HealthSchema,
         device: device.into(),
+        sent_at: rfc3339_utc(std::time::SystemTime::now()),
+        interval_s: 10,
         uptime_s: 12,
         cameras: vec![CameraHealth {
             camera: "cam0".into(),
@@ -173,6 +176,8 @@ fn events_published_while_connected_arrive_and_match_the_schema() {
             frames: 120,
             dropped_frames: 3,
             queue_depth: 1,
+            frames_rejected: 2,
+            last_rejection: Some("frame file 9.jpg skipped: it is empty".into()),
         }],
         outbox_depth: 999,
         outbox_dropped: 999,
@@ -419,11 +424,27 @@ fn unacknowledged_events_survive_a_publisher_restart() {
     );
     second_run.publish_event(&later).unwrap();
     let got = sub
-        .wait_for(|m| deduplicated_events(m).len() >= 6, LONG)
+        .wait_for(|m| deduplicated_events(m).len() >= 11, LONG)
         .expect("the backlog of the first run should be delivered by the second");
-    let mut expected = sent.clone();
-    expected.push(later);
-    assert_eq!(deduplicated_events(&got), expected);
+    let got = deduplicated_events(&got);
+    assert_eq!(got.len(), 11, "{got:#?}");
+    assert_eq!(&got[..5], &sent[..], "the backlog first, in order");
+    // The first run's five anomalies never ended: the second run closes each (reason
+    // `restart`, at its last frame) after the backlog and before anything of its own.
+    for (end, start) in got[5..10].iter().zip(&sent) {
+        assert_eq!(
+            (end.kind, &end.id, end.frame, end.reason),
+            (
+                EventKind::End,
+                &start.id,
+                start.frame,
+                Some(EndReason::Restart)
+            )
+        );
+        assert_eq!(end.started_at, start.started_at);
+        assert!(end.ended_at.is_some());
+    }
+    assert_eq!(got[10], later);
     wait_until("the outbox to drain", LONG, || {
         second_run.stats().outbox_depth == 0
     });

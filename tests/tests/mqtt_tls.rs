@@ -179,6 +179,7 @@ fn event(frame: u64) -> EventMessage {
         threshold: 0.5,
         latency_frames: 1,
         regions: vec![],
+        reason: None,
     }
 }
 

@@ -186,6 +186,34 @@ impl fmt::Display for EventKind {
     }
 }
 
+/// Why an anomaly ended; carried by `end` messages only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The score stayed below the `off` threshold for long enough: the anomaly is over.
+    Score,
+    /// The camera's stream ended or started afresh (a replay finished or looped, a camera was
+    /// reopened) while the anomaly was open: it was last seen at `frame`.
+    StreamEnd,
+    /// Vigil was stopped (SIGTERM, `systemctl stop`) while the anomaly was open.
+    Stop,
+    /// Vigil died (crash, SIGKILL, power cut) while the anomaly was open; the next start closed
+    /// it before publishing anything new. `frame` and `score` are the last ones published,
+    /// `ended_at` is the time of that restart.
+    Restart,
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndReason::Score => "score",
+            EndReason::StreamEnd => "stream_end",
+            EndReason::Stop => "stop",
+            EndReason::Restart => "restart",
+        })
+    }
+}
+
 /// Where in the image the anomaly is, in normalised coordinates: (0,0) is the top-left
 /// corner, (1,1) the bottom-right, so consumers need not know the camera's resolution.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -231,6 +259,10 @@ pub struct EventMessage {
     /// How many frames the model's window lags behind capture.
     pub latency_frames: u32,
     pub regions: Vec<Region>,
+    /// Why the anomaly ended: present in `end` messages only (absent from the `end` messages of
+    /// boxes built before it was added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
 }
 
 impl EventMessage {
@@ -242,6 +274,19 @@ impl EventMessage {
     /// The topic this message is published on.
     pub fn topic(&self) -> Result<String, TopicError> {
         events_topic(&self.device, &self.camera)
+    }
+
+    /// One line for the log: `<type> <id> camera <camera> frame <n> score <s> peak <p>`, and
+    /// the reason of an `end`. The fault tests read accepted events back from this form.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} {} camera {} frame {} score {:.3} peak {:.3}",
+            self.kind, self.id, self.camera, self.frame, self.score, self.peak_score
+        );
+        if let Some(r) = self.reason {
+            s.push_str(&format!(" reason {r}"));
+        }
+        s
     }
 
     /// Checks everything the JSON Schema checks that the Rust types cannot express, so that a
@@ -297,6 +342,13 @@ impl EventMessage {
                 ))
             }
             _ => {}
+        }
+        if let (Some(_), k @ (EventKind::Start | EventKind::Update)) = (self.reason, self.kind) {
+            return Err(field_err(
+                S,
+                "reason",
+                format!("only `end` messages carry a reason, this is a `{k}`"),
+            ));
         }
         for (name, v) in [
             ("score", self.score),
@@ -364,6 +416,14 @@ pub struct CameraHealth {
     pub dropped_frames: u64,
     /// Frames waiting between capture and inference right now.
     pub queue_depth: u32,
+    /// Frames refused before the model since start (corrupt or truncated JPEG, short raw
+    /// buffer, unreadable file, a buffer the driver flagged).
+    #[serde(default)]
+    pub frames_rejected: u64,
+    /// Why the latest rejected frame was refused (naming the file for a replay); absent until
+    /// a frame has been rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rejection: Option<String>,
 }
 
 /// The retained JSON on `vigil/<device>/health` (schema `vigil.health/1`).
@@ -372,6 +432,12 @@ pub struct CameraHealth {
 pub struct Health {
     pub schema: HealthSchema,
     pub device: String,
+    /// RFC 3339 UTC time at which the message was built: with a retained message a consumer
+    /// that subscribes later can tell how old the news is.
+    pub sent_at: String,
+    /// Seconds between health messages (`[health] interval_s`): no new one for three intervals
+    /// means the box is gone, whatever the retained status says.
+    pub interval_s: u64,
     pub uptime_s: u64,
     pub cameras: Vec<CameraHealth>,
     /// Event messages waiting on disk for the broker's acknowledgement.
@@ -397,6 +463,20 @@ impl Health {
     /// Checks what the schema checks beyond the Rust types.
     pub fn validate(&self) -> Result<(), MessageError> {
         validate_topic_part("device", &self.device)?;
+        if !is_rfc3339_utc(&self.sent_at) {
+            return Err(field_err(
+                HEALTH_SCHEMA,
+                "sent_at",
+                format!("{:?} is not an RFC 3339 UTC timestamp", self.sent_at),
+            ));
+        }
+        if self.interval_s == 0 {
+            return Err(field_err(
+                HEALTH_SCHEMA,
+                "interval_s",
+                "must be at least 1 (health is not published when it is 0)",
+            ));
+        }
         for (i, c) in self.cameras.iter().enumerate() {
             validate_topic_part("camera", &c.camera)?;
             if !c.fps.is_finite() || c.fps < 0.0 {
@@ -509,6 +589,7 @@ pub(crate) mod tests_support {
                 h: 0.4,
                 score: 0.9,
             }],
+            reason: None,
         }
     }
 }
@@ -584,6 +665,13 @@ mod tests {
         assert!(e.validate().is_err(), "end without ended_at");
         e.ended_at = Some("2024-05-01T12:00:03.000Z".into());
         assert_eq!(e.validate(), Ok(()));
+        e.reason = Some(EndReason::Restart);
+        assert_eq!(e.validate(), Ok(()));
+        assert_eq!(serde_json::to_value(&e).unwrap()["reason"], "restart");
+        let mut e = event();
+        e.reason = Some(EndReason::Score);
+        let msg = e.validate().unwrap_err().to_string();
+        assert!(msg.contains("reason") && msg.contains("start"), "{msg}");
         let mut e = event();
         e.started_at = "2024-05-01 12:00:00".into();
         assert!(e.validate().is_err());
@@ -631,6 +719,8 @@ mod tests {
         let h = Health {
             schema: HealthSchema,
             device: "box-1".into(),
+            sent_at: "2024-05-01T12:00:00.123Z".into(),
+            interval_s: 10,
             uptime_s: 5,
             cameras: vec![CameraHealth {
                 camera: "cam0".into(),
@@ -639,6 +729,8 @@ mod tests {
                 frames: 100,
                 dropped_frames: 2,
                 queue_depth: 1,
+                frames_rejected: 1,
+                last_rejection: Some("frame file 7.jpg skipped: empty".into()),
             }],
             outbox_depth: 0,
             outbox_dropped: 0,
@@ -651,8 +743,21 @@ mod tests {
         assert_eq!(v["schema"], "vigil.health/1");
         assert_eq!(v["cameras"][0]["state"], "reconnecting");
         assert_eq!(v["broker"], "connected");
+        assert_eq!(v["interval_s"], 10);
+        assert_eq!(v["cameras"][0]["frames_rejected"], 1);
         let mut bad = h.clone();
         bad.cameras[0].fps = f32::INFINITY;
         assert!(bad.validate().is_err());
+        let mut bad = h.clone();
+        bad.sent_at = "now".into();
+        assert!(bad.validate().is_err());
+        let mut bad = h.clone();
+        bad.interval_s = 0;
+        assert!(bad.validate().is_err());
+        // A camera that never rejected a frame carries no `last_rejection` at all.
+        let mut quiet = h.clone();
+        quiet.cameras[0].last_rejection = None;
+        let v = serde_json::to_value(&quiet).unwrap();
+        assert!(v["cameras"][0].get("last_rejection").is_none());
     }
 }

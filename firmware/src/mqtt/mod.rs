@@ -4,13 +4,14 @@
 
 pub mod journal;
 pub mod message;
+pub mod open_events;
 pub mod outbox;
 pub mod publisher;
 pub mod security;
 
 pub use message::{
-    events_topic, health_topic, status_topic, BrokerState, CameraHealth, CameraState, EventKind,
-    EventMessage, Health, Region, TopicError,
+    events_topic, health_topic, status_topic, BrokerState, CameraHealth, CameraState, EndReason,
+    EventKind, EventMessage, Health, Region, TopicError,
 };
 pub use outbox::{FsyncPolicy, Outbox, OutboxEntry, OutboxError, OutboxOptions};
 pub use publisher::{

@@ -745,6 +745,12 @@ impl Outbox {
     }
 
     /// The directory holding the journal.
+    /// When event records are forced to disk (the same policy applies to the record of open
+    /// anomalies kept beside the journal).
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.opts.fsync
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

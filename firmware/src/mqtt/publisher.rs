@@ -50,6 +50,7 @@ use super::message::{
     health_topic, status_topic, validate_topic_part, BrokerState, EventMessage, Health,
     MessageError, TopicError, STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED,
 };
+use super::open_events::{interrupted_end, OpenEvents};
 use super::outbox::{Outbox, OutboxError};
 use crate::backoff::Backoff;
 
@@ -333,11 +334,56 @@ enum IoEvent {
 
 struct Shared {
     outbox: Mutex<Outbox>,
+    /// Which anomalies are open, on disk, so a restart can close them.
+    open: OpenEvents,
     /// Latest health payload not yet handed to rumqttc; older ones are superseded, never queued.
     health: Mutex<Option<Vec<u8>>>,
     delivered: Mutex<Option<Sender<Delivered>>>,
     connected: AtomicBool,
     accepting: AtomicBool,
+}
+
+/// Spools an `end` (reason `restart`) for every anomaly an earlier run left open, after the
+/// outbox's backlog and before anything this run produces, and returns the record of open
+/// anomalies for this run (`<outbox>/open/`, see [`super::open_events`]).
+fn close_interrupted_events(outbox: &mut Outbox) -> Result<OpenEvents, PublisherError> {
+    let dir = outbox.dir().join("open");
+    let (open, left) = match OpenEvents::open(dir.clone(), outbox.fsync_policy()) {
+        Ok(found) => found,
+        // Like a full outbox disk, this must not keep detection from starting: events still go
+        // out, only the closing of anomalies across a crash is lost, and the log says so.
+        Err(e) => {
+            error!(
+                "cannot read or create {} ({e}): anomalies open before this start, if any, get \
+                 no `end`, and neither will those open if vigil dies",
+                dir.display()
+            );
+            return Ok(OpenEvents::unread(dir, outbox.fsync_policy()));
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for last in &left {
+        let end = interrupted_end(last, now);
+        let topic = end.topic()?;
+        let payload = serde_json::to_vec(&end).map_err(|source| PublisherError::Encode {
+            what: "event",
+            source,
+        })?;
+        let seq = outbox.push(&payload, &topic)?;
+        info!(
+            "event {} (outbox #{seq}): the previous run stopped without ending it",
+            end.summary()
+        );
+        if let Err(e) = open.note(&end, seq) {
+            warn!(
+                "event {}: closed, but its open record in {} could not be removed ({e}); the \
+                 next start will close it again",
+                end.id,
+                open.dir().display()
+            );
+        }
+    }
+    Ok(open)
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the data (an outbox
@@ -373,10 +419,11 @@ impl fmt::Debug for Publisher {
 impl Publisher {
     /// Starts publishing for `config.device`, delivering whatever `outbox` still holds from an
     /// earlier run first. Returns at once; the connection is made (and remade) in the background.
-    pub fn start(config: &MqttConfig, outbox: Outbox) -> Result<Publisher, PublisherError> {
+    pub fn start(config: &MqttConfig, mut outbox: Outbox) -> Result<Publisher, PublisherError> {
         let options = config.mqtt_options()?;
         let status = status_topic(&config.device)?;
         let health = health_topic(&config.device)?;
+        let open = close_interrupted_events(&mut outbox)?;
         let (client, mut connection) = Client::new(options, REQUEST_CAPACITY);
         connection
             .eventloop
@@ -393,6 +440,7 @@ impl Publisher {
         }
         let shared = Arc::new(Shared {
             outbox: Mutex::new(outbox),
+            open,
             health: Mutex::new(None),
             delivered: Mutex::new(None),
             connected: AtomicBool::new(false),
@@ -464,6 +512,16 @@ impl Publisher {
         })?;
         let seq = lock(&self.shared.outbox).push(&payload, &topic)?;
         debug!("event {} ({}) spooled as outbox #{seq}", msg.id, msg.kind);
+        if let Err(e) = self.shared.open.note(msg, seq) {
+            // The event itself is safe in the outbox; only closing it after a crash is at risk.
+            error!(
+                "event {} ({}): cannot record in {} whether it is open ({e}); if vigil dies \
+                 before this anomaly ends, the next start cannot close it",
+                msg.id,
+                msg.kind,
+                self.shared.open.dir().display()
+            );
+        }
         self.wake();
         Ok(seq)
     }

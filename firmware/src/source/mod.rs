@@ -96,10 +96,10 @@ pub enum SourceError {
     BackendUnavailable { backend: &'static str, hint: String },
     #[error("nokhwa camera {index}: {message}")]
     Nokhwa { index: u32, message: String },
-    #[error("frame directory {path} does not exist: set [camera] path to a directory of .jpg/.png/.tif frames")]
+    #[error("frame directory {path} does not exist: set the camera's source.path to a directory of .jpg/.png/.tif frames")]
     DirMissing { path: PathBuf },
     #[error(
-        "{path} is not a directory: set [camera] path to a directory of .jpg/.png/.tif frames"
+        "{path} is not a directory: set the camera's source.path to a directory of .jpg/.png/.tif frames"
     )]
     NotADirectory { path: PathBuf },
     #[error("cannot list frame directory {path}: {source}")]
@@ -108,7 +108,7 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("frame directory {path} holds no image files (.jpg, .jpeg, .png, .tif, .tiff): check [camera] path")]
+    #[error("frame directory {path} holds no image files (.jpg, .jpeg, .png, .tif, .tiff): check the camera's source.path")]
     DirEmpty { path: PathBuf },
 
     // --- per frame: transient ---
@@ -123,7 +123,7 @@ pub enum SourceError {
         #[source]
         reason: PixFmtError,
     },
-    #[error("frame file {path} skipped: {source}")]
+    #[error("replayed frame skipped: {source}")]
     UnreadableFrame {
         path: PathBuf,
         #[source]
@@ -147,6 +147,18 @@ impl SourceError {
             SourceError::CorruptFrame { reason, .. } => reason.is_transient(),
             _ => false,
         }
+    }
+
+    /// A frame that arrived but was refused before the model (a corrupt or truncated JPEG, a
+    /// short raw buffer, an unreadable file, a buffer the driver flagged): counted per camera
+    /// as `frames_rejected` in health. Timeouts are not frames and are not counted here.
+    pub fn is_rejected_frame(&self) -> bool {
+        matches!(
+            self,
+            SourceError::CorruptFrame { .. }
+                | SourceError::UnreadableFrame { .. }
+                | SourceError::Glitch { .. }
+        )
     }
 
     /// A per-frame failure that comes from the camera (not from a replayed file): many in a row
