@@ -72,6 +72,7 @@ cat > "$tmp/expected" <<'LIST'
 /usr/lib/sysusers.d/vigil.conf -rw-r--r--
 /usr/lib/tmpfiles.d/vigil.conf -rw-r--r--
 /usr/share/doc/vigil/README.md -rw-r--r--
+/usr/share/doc/vigil/configuration.md -rw-r--r--
 /usr/share/doc/vigil/copyright -rw-r--r--
 /usr/share/doc/vigil/deploy.md -rw-r--r--
 /usr/share/doc/vigil/mqtt.md -rw-r--r--

@@ -150,10 +150,13 @@ pub struct CameraConfig {
     /// (1 = every frame must follow its predecessor).
     #[serde(default = "one")]
     pub max_gap: u64,
-    /// Replay sources only: block capture instead of dropping when inference is behind, so a
-    /// file replay is scored frame by frame (a live camera always drops).
+    /// Block capture instead of dropping when inference is behind, so every frame is scored.
+    /// Defaults to true for a directory replay (a recording is scored frame by frame, and the
+    /// same replay raises the same events on every run, however fast the machine) and false
+    /// for a live camera, which cannot be paused: there the oldest frame is dropped, counted.
+    /// `lossless = false` on a paced replay imitates a live camera.
     #[serde(default)]
-    pub lossless: bool,
+    pub lossless: Option<bool>,
     /// Defaults to a rolling min-max whose floor comes from the package's calibration.
     #[serde(default)]
     pub normalizer: Option<NormalizerConfig>,
@@ -244,7 +247,11 @@ impl Config {
             if !c.model.join(vigil_engine::package::MANIFEST).is_file() {
                 return Err(invalid(
                     &key("model"),
-                    format!("{} is not a model package (no model.toml there); point it at a directory such as /usr/share/vigil/models/ped2-bdfi", c.model.display()),
+                    format!(
+                        "{} is not a model package (no model.toml there); {}",
+                        c.model.display(),
+                        model_hint(&c.model)
+                    ),
                 ));
             }
             if !(c.region_fraction > 0.0 && c.region_fraction <= 1.0) {
@@ -297,6 +304,39 @@ fn locate(text: &str, key: &str) -> Option<usize> {
                 || t.starts_with(&format!("[[{last}]]"))
         })
         .map(|(i, _)| i + 1)
+}
+
+/// Where the shipped model packages are: installed by the .deb, or in the checkout the running
+/// binary was built in (`target/<profile>/vigil` -> `engine/models`).
+fn model_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/usr/share/vigil/models")];
+    if let Some(repo) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+    {
+        dirs.push(repo.join("engine/models"));
+    }
+    dirs
+}
+
+/// The fix for a `model` that is not a package: a package that exists (preferring one named
+/// like the rejected path), never the rejected path itself.
+fn model_hint(rejected: &Path) -> String {
+    let wanted = rejected.file_name();
+    let mut found: Vec<PathBuf> = model_dirs()
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join(vigil_engine::package::MANIFEST).is_file() && p != rejected)
+        .collect();
+    found.sort_by_key(|p| (p.file_name() != wanted, p.clone()));
+    match found.first() {
+        Some(p) => format!("point it at a package directory, e.g. {}", p.display()),
+        None => "point it at a package directory (the vigil .deb installs them under \
+                 /usr/share/vigil/models; `engine/zoo` exports new ones)"
+            .to_owned(),
+    }
 }
 
 #[cfg(test)]

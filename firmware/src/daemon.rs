@@ -4,7 +4,8 @@
 
 use crate::config::Config;
 use crate::mqtt::{BrokerState, Health, Outbox, Publisher};
-use crate::pipeline::{spawn_camera, CameraHandle, Observed};
+use crate::pipeline::{CameraHandle, Observed, PreparedCamera};
+use crate::source::SourceError;
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,37 +35,24 @@ pub fn run_with_observer(
     stop: Arc<AtomicBool>,
     observer: Option<Sender<Observed>>,
 ) -> Result<()> {
-    let outbox = Outbox::open_with(&cfg.outbox.dir, cfg.outbox.options()).with_context(|| {
-        format!(
-            "outbox {} (set [outbox] dir to a writable, persistent directory)",
-            cfg.outbox.dir.display()
-        )
-    })?;
-    if outbox.depth() > 0 {
-        log::info!(
-            "outbox holds {} undelivered events from a previous run; they go out first",
-            outbox.depth()
-        );
-    }
+    // Nothing reaches the broker before every refusal has had its chance: a start that fails
+    // on a missing frames directory must not leave a retained `stopped` behind.
+    let Preflight { outbox, cameras } = preflight(cfg, Purpose::Run)?;
+    let outbox = outbox.context("the outbox is opened for a run")?;
     let publisher =
         Arc::new(Publisher::start(&cfg.mqtt, outbox).context("starting the MQTT publisher")?);
     let mut cams: Vec<CameraHandle> = Vec::new();
-    for c in &cfg.cameras {
-        match spawn_camera(
-            c,
-            &cfg.mqtt.device,
-            &cfg.engines.dir,
-            publisher.clone(),
-            stop.clone(),
-            observer.clone(),
-        ) {
+    for c in cameras {
+        match c.spawn(publisher.clone(), stop.clone(), observer.clone()) {
             Ok(h) => cams.push(h),
             Err(e) => {
+                // Only a thread that could not be started gets here. No clean `stopped`: the
+                // process exits without DISCONNECT, so the broker publishes the will `offline`,
+                // which is what consumers must see for a box that failed to come up.
                 stop.store(true, Ordering::Relaxed);
                 for h in cams {
                     let _ = h.join();
                 }
-                publisher.shutdown(SHUTDOWN_GRACE);
                 return Err(e);
             }
         }
@@ -141,6 +129,69 @@ pub fn run_with_observer(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Why [`preflight`] runs: `vigil run` opens everything for use; `vigil check` must not disturb
+/// a vigil that may be running on the same configuration (its outbox journal, its cameras).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    Check,
+}
+
+/// What [`preflight`] found usable.
+pub struct Preflight {
+    /// The opened outbox (for [`Purpose::Run`]; a check only proves the directory writable).
+    pub outbox: Option<Outbox>,
+    /// Every camera with its model loaded and source open, in configuration order; for a
+    /// check, a camera whose device is busy (streaming to a running vigil) is left out.
+    pub cameras: Vec<PreparedCamera>,
+}
+
+/// Everything `vigil run` refuses at start, checked before anything connects to the broker,
+/// and in the same code for `vigil check` so that the two cannot disagree: the MQTT settings
+/// (TLS and password files), the outbox directory, and every camera's model package, backend
+/// and source (the frames directory exists and holds frames, the device exists and opens).
+pub fn preflight(cfg: &Config, purpose: Purpose) -> Result<Preflight> {
+    cfg.mqtt
+        .mqtt_options()
+        .context("[mqtt] (TLS and password files are read at start)")?;
+    let outbox_context = || {
+        format!(
+            "outbox {} (set [outbox] dir to a writable, persistent directory)",
+            cfg.outbox.dir.display()
+        )
+    };
+    let outbox = match purpose {
+        Purpose::Run => Some(
+            Outbox::open_with(&cfg.outbox.dir, cfg.outbox.options())
+                .with_context(outbox_context)?,
+        ),
+        Purpose::Check => {
+            crate::mqtt::outbox::check_writable(&cfg.outbox.dir).with_context(outbox_context)?;
+            None
+        }
+    };
+    let mut cameras = Vec::new();
+    for c in &cfg.cameras {
+        match PreparedCamera::prepare(c, &cfg.mqtt.device, &cfg.engines.dir) {
+            Ok(p) => cameras.push(p),
+            Err(e)
+                if purpose == Purpose::Check
+                    && matches!(
+                        e.downcast_ref::<SourceError>(),
+                        Some(SourceError::DeviceBusy { .. })
+                    ) =>
+            {
+                log::warn!(
+                    "camera {}: {e:#}; if that is the running vigil, the device is fine",
+                    c.name
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Preflight { outbox, cameras })
 }
 
 fn health(

@@ -106,7 +106,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             }),
             backend: Default::default(),
             max_gap: 1,
-            lossless: true,
+            lossless: Some(true),
             normalizer: None,
             events: default_events(),
             region_fraction: 0.7,
@@ -228,15 +228,20 @@ fn print_event(payload: &[u8]) {
                     )
                 })
                 .unwrap_or_default();
+            let reason = m
+                .reason
+                .map(|r| format!("  reason={r}"))
+                .unwrap_or_default();
             println!(
-                "EVENT {:<6} id={} camera={} frame={:>4} score={:.3} peak={:.3}{}",
+                "EVENT {:<6} id={} camera={} frame={:>4} score={:.3} peak={:.3}{}{}",
                 m.kind.to_string(),
                 m.id,
                 m.camera,
                 m.frame,
                 m.score,
                 m.peak_score,
-                region
+                region,
+                reason
             );
         }
         Err(_) => println!("EVENT (unparsed) {}", String::from_utf8_lossy(payload)),

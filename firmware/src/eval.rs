@@ -20,9 +20,13 @@ pub struct VideoResult {
     pub id: String,
     pub frames: usize,
     pub anomalous_frames: usize,
-    /// Per-video AUC (absent when the video has one class only).
+    /// Per-video AUC (`null` when the video has one class only; `auc_note` says why).
     pub auc: Option<f64>,
     pub auc_stream: Option<f64>,
+    /// Why `auc` is `null`: a video whose frames are all anomalous (or all normal) has no
+    /// ROC curve; its frames still count in the pooled AUC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auc_note: Option<&'static str>,
     /// Paper-protocol frame scores, [0, 1].
     #[serde(skip)]
     pub scores: Vec<f32>,
@@ -172,6 +176,11 @@ pub fn evaluate_with(
             anomalous_frames: labels.iter().filter(|&&l| l).count(),
             auc: both.then(|| roc_auc(&scores, &labels)).transpose()?,
             auc_stream: both.then(|| roc_auc(&scores_stream, &labels)).transpose()?,
+            auc_note: (!both).then_some(if labels.iter().all(|&l| l) {
+                "every frame of this video is anomalous: a per-video AUC needs both classes (its frames count in the pooled AUC)"
+            } else {
+                "no frame of this video is anomalous: a per-video AUC needs both classes (its frames count in the pooled AUC)"
+            }),
             scores,
             scores_stream,
             labels,

@@ -18,9 +18,10 @@ use vigil_engine::preprocess::{InputGeometry, ResizeFilter};
     about = "Video anomaly detection on edge boxes: camera frames in, anomaly events out over MQTT"
 )]
 struct Cli {
-    /// Log filter (error, warn, info, debug, trace; or per module, as RUST_LOG).
-    #[arg(long, global = true, env = "VIGIL_LOG", default_value = "info")]
-    log: String,
+    /// Log filter (error, warn, info, debug, trace; or per module, as RUST_LOG). Default:
+    /// info; warn for `demo`, whose console already shows every event as the broker delivers it.
+    #[arg(long, global = true, env = "VIGIL_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -28,11 +29,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the daemon (what systemd starts).
+    ///
+    /// Every configuration key, its default and an example per camera source: docs/configuration.md
+    /// (installed as /usr/share/doc/vigil/configuration.md).
     Run {
         #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
         config: PathBuf,
     },
-    /// Validate a configuration and its model packages; exit 0 or explain what is wrong.
+    /// Make every check `vigil run` makes at start (configuration, TLS and password files,
+    /// outbox directory, model packages, camera sources); exit 0 or explain what is wrong.
     Check {
         #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
         config: PathBuf,
@@ -159,15 +164,47 @@ enum CalibCmd {
 
 fn main() {
     let cli = Cli::parse();
-    vigil::logging::init(&cli.log);
+    let default_log = if matches!(cli.cmd, Cmd::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    vigil::logging::init(cli.log.as_deref().unwrap_or(default_log));
     let result = dispatch(cli.cmd);
     // Reports what the rate limiter is still holding back (firmware/src/logging.rs).
     log::logger().flush();
     if let Err(e) = result {
-        // `{:#}` prints the whole context chain on one line: "camera cam0: model ...: reason".
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// Timings from an unoptimised build of vigil's own crates are not what a box does.
+fn warn_if_debug_build(cmd: &str) {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this vigil is a debug build; `vigil {cmd}` timings are not representative \
+             (build with `cargo build --release` and use target/release/vigil)"
+        );
+    }
+}
+
+/// The whole context chain on one line ("camera cam0: model ...: reason"), like `{:#}`, but a
+/// cause whose text its parent already quotes (library errors that show their source) is not
+/// repeated: `cannot read: No such file or directory (os error 2)`, once.
+fn one_line_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// The broker password may come from the environment (a systemd `EnvironmentFile=` readable by
@@ -200,28 +237,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Check { config } => {
             let cfg = load_config(&config)?;
-            // Secrets and TLS files are read here too, so their mistakes show before a start.
-            cfg.mqtt
-                .mqtt_options()
-                .with_context(|| format!("config {}: [mqtt]", config.display()))?;
+            // The very checks `vigil run` makes before it connects (daemon::preflight).
+            let checked = vigil::daemon::preflight(&cfg, vigil::daemon::Purpose::Check)
+                .with_context(|| format!("config {}", config.display()))?;
             for cam in &cfg.cameras {
-                let pkg = ModelPackage::load(&cam.model)
-                    .with_context(|| format!("camera {}", cam.name))?;
-                vigil::tensorrt::analyzer(&pkg, &cam.backend, &cfg.engines.dir, cam.max_gap)
-                    .with_context(|| {
-                        format!("camera {}: model {}", cam.name, cam.model.display())
-                    })?;
-                println!(
-                    "camera {}: model {} ({}), calibrated: {}",
-                    cam.name,
-                    pkg.manifest.name,
-                    pkg.manifest.recipe,
-                    if pkg.manifest.calibration.is_some() {
-                        "yes"
-                    } else {
-                        "no (run `vigil calib scores`)"
-                    }
-                );
+                match checked.cameras.iter().find(|c| c.name() == cam.name) {
+                    Some(c) => println!("camera {}: {}", cam.name, c.describe()),
+                    None => println!("camera {}: device busy, not opened (see above)", cam.name),
+                }
             }
             println!("{}: OK", config.display());
             Ok(())
@@ -246,7 +269,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 let cache = calib.unwrap_or_else(|| model.join(vigil::int8::CACHE_FILE));
                 return eval_int8(&pkg, &ds, &cache, json);
             }
-            let report = vigil::eval::evaluate(&pkg, &ds, None, !json)?;
+            warn_if_debug_build("eval");
+            // The bar draws on stderr (and only on a terminal), so it never mixes into --json.
+            let report = vigil::eval::evaluate(&pkg, &ds, None, true)?;
             if let Some(p) = &plot {
                 vigil::eval::plot(&report, p)?;
             }
@@ -264,7 +289,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Bench(args) => vigil::bench::run(args),
+        Cmd::Bench(args) => {
+            warn_if_debug_build("bench");
+            vigil::bench::run(args)
+        }
         Cmd::Engine {
             cmd: EngineCmd::Build(args),
         } => vigil::tensorrt::build(&args),

@@ -143,120 +143,177 @@ impl CameraHandle {
     }
 }
 
-/// Loads the model and opens the source (so a bad model or missing camera fails here, at start,
-/// with a clear message), then starts the camera's two threads.
-pub fn spawn_camera(
-    cfg: &CameraConfig,
-    device: &str,
-    engine_dir: &std::path::Path,
-    publisher: Arc<Publisher>,
-    stop: Arc<AtomicBool>,
-    observer: Option<Sender<Observed>>,
-) -> Result<CameraHandle> {
-    let pkg = ModelPackage::load(&cfg.model).with_context(|| format!("camera {}", cfg.name))?;
-    let mut analyzer = crate::tensorrt::analyzer(&pkg, &cfg.backend, engine_dir, cfg.max_gap)
-        .with_context(|| format!("camera {}: loading {}", cfg.name, pkg.dir.display()))?;
-    let normalizer = cfg.normalizer.unwrap_or_else(|| default_normalizer(&pkg));
-    let mut detector = Detector::new(
-        &pkg,
-        &normalizer,
-        cfg.events,
-        cfg.region_fraction,
-        device,
-        &cfg.name,
-        analyzer.recipe().latency_frames(),
-    )
-    .with_context(|| format!("camera {}", cfg.name))?;
-    let mut src = source::open(&cfg.source).with_context(|| format!("camera {}", cfg.name))?;
-    log::info!(
-        "camera {}: {} -> model {} ({} on {}, normaliser {:?})",
-        cfg.name,
-        src.describe(),
-        pkg.manifest.name,
-        pkg.manifest.recipe,
-        analyzer.backend_name(),
-        normalizer
-    );
-    let geo = Geometry::new(
-        pkg.manifest.input.width,
-        pkg.manifest.input.height,
-        PixelLayout::Rgb8,
-    )
-    .context("model input geometry")?;
-    let ring = Arc::new(Ring::new(geo));
-    let stats = Arc::new(CameraStats::new(&cfg.name));
-    let lossless = cfg.lossless || is_unpaced_replay(&cfg.source);
-
-    let capture = {
-        let (ring, stats, stop, name) =
-            (ring.clone(), stats.clone(), stop.clone(), cfg.name.clone());
-        let source_cfg = cfg.source.clone();
-        std::thread::Builder::new()
-            .name(format!("capture-{name}"))
-            .spawn(move || {
-                let mut reopen = || source::open(&source_cfg);
-                let r = capture_loop(
-                    &mut src,
-                    &mut reopen,
-                    &ring,
-                    &stats,
-                    &stop,
-                    lossless,
-                    RECONNECT,
-                );
-                ring.close();
-                if let Err(e) = &r {
-                    stats.set_state(CameraState::Failed);
-                    log::error!("camera {name}: {e:#}");
-                }
-                r
-            })
-            .context("starting capture thread")?
-    };
-    let inference = {
-        let (ring, stats, name) = (ring, stats.clone(), cfg.name.clone());
-        std::thread::Builder::new()
-            .name(format!("infer-{name}"))
-            .spawn(move || {
-                detector.set_epoch(SystemTime::now());
-                let r = inference_loop(
-                    &mut analyzer,
-                    &mut detector,
-                    &ring,
-                    &stats,
-                    &publisher,
-                    observer.as_ref(),
-                );
-                // Capture ends on its own only when the stream ended or the camera failed;
-                // otherwise vigil is stopping.
-                let reason = match stats.state() {
-                    CameraState::Ended | CameraState::Failed => EndReason::StreamEnd,
-                    _ => EndReason::Stop,
-                };
-                if let Some(msg) = detector.finish(reason) {
-                    emit(&publisher, observer.as_ref(), msg);
-                }
-                if let Some(o) = &observer {
-                    let _ = o.send(Observed::Ended {
-                        camera: name.clone(),
-                    });
-                }
-                if let Err(e) = &r {
-                    log::error!("camera {name}: {e:#}");
-                }
-                r
-            })
-            .context("starting inference thread")?
-    };
-    Ok(CameraHandle {
-        stats,
-        capture,
-        inference,
-    })
+/// A camera ready to run: its model is loaded, its recipe, normaliser and event settings are
+/// built, and its source is open. Everything `vigil run` can refuse at start about a camera is
+/// refused while preparing it, before anything reaches the broker; `vigil check` prepares each
+/// camera the same way (and drops it), so the two cannot disagree.
+pub struct PreparedCamera {
+    name: String,
+    /// `model <name> (<recipe>), calibrated: ...`, for `vigil check`.
+    model: String,
+    source: SourceConfig,
+    lossless: bool,
+    src: BoxedSource,
+    analyzer: Analyzer,
+    detector: Detector,
+    geometry: Geometry,
 }
 
-fn is_unpaced_replay(src: &SourceConfig) -> bool {
-    matches!(src, SourceConfig::Dir(d) if d.fps.is_none())
+impl PreparedCamera {
+    /// Loads the model and opens the source; see the type's docs.
+    pub fn prepare(
+        cfg: &CameraConfig,
+        device: &str,
+        engine_dir: &std::path::Path,
+    ) -> Result<PreparedCamera> {
+        let pkg = ModelPackage::load(&cfg.model).with_context(|| format!("camera {}", cfg.name))?;
+        let analyzer = crate::tensorrt::analyzer(&pkg, &cfg.backend, engine_dir, cfg.max_gap)
+            .with_context(|| format!("camera {}: loading {}", cfg.name, pkg.dir.display()))?;
+        let normalizer = cfg.normalizer.unwrap_or_else(|| default_normalizer(&pkg));
+        let detector = Detector::new(
+            &pkg,
+            &normalizer,
+            cfg.events,
+            cfg.region_fraction,
+            device,
+            &cfg.name,
+            analyzer.recipe().latency_frames(),
+        )
+        .with_context(|| format!("camera {}", cfg.name))?;
+        let src = source::open(&cfg.source).with_context(|| format!("camera {}", cfg.name))?;
+        log::info!(
+            "camera {}: {} -> model {} ({} on {}, normaliser {:?})",
+            cfg.name,
+            src.describe(),
+            pkg.manifest.name,
+            pkg.manifest.recipe,
+            analyzer.backend_name(),
+            normalizer
+        );
+        let geometry = Geometry::new(
+            pkg.manifest.input.width,
+            pkg.manifest.input.height,
+            PixelLayout::Rgb8,
+        )
+        .context("model input geometry")?;
+        let model = format!(
+            "model {} ({}), calibrated: {}",
+            pkg.manifest.name,
+            pkg.manifest.recipe,
+            if pkg.manifest.calibration.is_some() {
+                "yes"
+            } else {
+                "no (run `vigil calib scores`)"
+            }
+        );
+        Ok(PreparedCamera {
+            name: cfg.name.clone(),
+            model,
+            source: cfg.source.clone(),
+            lossless: cfg
+                .lossless
+                .unwrap_or(matches!(cfg.source, SourceConfig::Dir(_))),
+            src,
+            analyzer,
+            detector,
+            geometry,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the camera reads and which model scores it, for `vigil check`.
+    pub fn describe(&self) -> String {
+        format!("{} -> {}", self.src.describe(), self.model)
+    }
+
+    /// Starts the camera's capture and inference threads.
+    pub fn spawn(
+        self,
+        publisher: Arc<Publisher>,
+        stop: Arc<AtomicBool>,
+        observer: Option<Sender<Observed>>,
+    ) -> Result<CameraHandle> {
+        let PreparedCamera {
+            name,
+            model: _,
+            source: source_cfg,
+            lossless,
+            mut src,
+            mut analyzer,
+            mut detector,
+            geometry,
+        } = self;
+        let ring = Arc::new(Ring::new(geometry));
+        let stats = Arc::new(CameraStats::new(&name));
+        let capture = {
+            let (ring, stats, stop, name) =
+                (ring.clone(), stats.clone(), stop.clone(), name.clone());
+            std::thread::Builder::new()
+                .name(format!("capture-{name}"))
+                .spawn(move || {
+                    let mut reopen = || source::open(&source_cfg);
+                    let r = capture_loop(
+                        &mut src,
+                        &mut reopen,
+                        &ring,
+                        &stats,
+                        &stop,
+                        lossless,
+                        RECONNECT,
+                    );
+                    ring.close();
+                    if let Err(e) = &r {
+                        stats.set_state(CameraState::Failed);
+                        log::error!("camera {name}: {e:#}");
+                    }
+                    r
+                })
+                .context("starting capture thread")?
+        };
+        let inference = {
+            let (ring, stats) = (ring, stats.clone());
+            std::thread::Builder::new()
+                .name(format!("infer-{name}"))
+                .spawn(move || {
+                    detector.set_epoch(SystemTime::now());
+                    let r = inference_loop(
+                        &mut analyzer,
+                        &mut detector,
+                        &ring,
+                        &stats,
+                        &publisher,
+                        observer.as_ref(),
+                    );
+                    // Capture ends on its own only when the stream ended or the camera failed;
+                    // otherwise vigil is stopping.
+                    let reason = match stats.state() {
+                        CameraState::Ended | CameraState::Failed => EndReason::StreamEnd,
+                        _ => EndReason::Stop,
+                    };
+                    if let Some(msg) = detector.finish(reason) {
+                        emit(&publisher, observer.as_ref(), msg);
+                    }
+                    if let Some(o) = &observer {
+                        let _ = o.send(Observed::Ended {
+                            camera: name.clone(),
+                        });
+                    }
+                    if let Err(e) = &r {
+                        log::error!("camera {name}: {e:#}");
+                    }
+                    r
+                })
+                .context("starting inference thread")?
+        };
+        Ok(CameraHandle {
+            stats,
+            capture,
+            inference,
+        })
+    }
 }
 
 /// " (N similar suppressed)" after a rate-limited warning, or nothing when none was.
@@ -631,6 +688,7 @@ fn emit(publisher: &Publisher, observer: Option<&Sender<Observed>>, msg: EventMe
 mod tests {
     use super::*;
     use crate::source::{FrameSource, SourceError};
+    use std::path::Path;
     use std::sync::atomic::AtomicUsize;
     use vigil_engine::frame::Frame;
 
@@ -685,6 +743,36 @@ mod tests {
             }
             seen
         })
+    }
+
+    /// A directory replay is lossless unless configured otherwise (the same replay raises the
+    /// same events on any machine); a live camera drops unless told to block.
+    #[test]
+    fn replays_are_lossless_by_default_and_cameras_are_not() {
+        let base = |source: &str, extra: &str| {
+            format!(
+                "[mqtt]\nhost = \"127.0.0.1\"\ndevice = \"box1\"\n[[camera]]\nname = \"c\"\n\
+                 model = \"{}/../engine/models/ped2-bdfi\"\nsource = {source}\n{extra}",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        };
+        let frames = format!(
+            "{{ kind = \"dir\", path = \"{}/../../shared/datasets/ped2/testing/frames/01\", fps = 10.0 }}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let synthetic = "{ kind = \"synthetic\", width = 360, height = 240, fps = 10.0 }";
+        for (source, extra, want) in [
+            (frames.as_str(), "", true),
+            (frames.as_str(), "lossless = false", false),
+            (synthetic, "", false),
+            (synthetic, "lossless = true", true),
+        ] {
+            let cfg = crate::config::Config::parse(&base(source, extra), Path::new("t.toml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let cam = PreparedCamera::prepare(&cfg.cameras[0], "box1", Path::new("/tmp"))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(cam.lossless, want, "{source} {extra}");
+        }
     }
 
     #[test]

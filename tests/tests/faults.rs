@@ -379,9 +379,7 @@ fn an_anomaly_open_at_a_sigkill_is_ended_by_the_restart() {
         .unwrap_or_default();
     assert_eq!(open, vec![id.clone()], "{first_log}");
     assert_eq!(
-        fs::read_dir(s.outbox().join("open"))
-            .map(|d| d.count())
-            .ok(),
+        open_records(&s),
         Some(1),
         "the open anomaly is recorded beside the outbox"
     );
@@ -424,12 +422,17 @@ fn an_anomaly_open_at_a_sigkill_is_ended_by_the_restart() {
         "stream_end"
     );
     assert_eq!(
-        fs::read_dir(s.outbox().join("open"))
-            .map(|d| d.count())
-            .ok(),
+        open_records(&s),
         Some(0),
         "no anomaly is left recorded as open"
     );
+}
+
+/// How many anomalies the outbox's record holds as open.
+fn open_records(s: &Setup) -> Option<usize> {
+    fs::read_dir(s.outbox().join("open"))
+        .map(|d| d.count())
+        .ok()
 }
 
 /// Ids of the anomalies `events` started and did not end.

@@ -130,3 +130,131 @@ source = {{ kind = "dir", path = "{frames}" }}
         "status messages: {status:?}"
     );
 }
+
+/// Issue 22: `vigil check` refuses exactly what `vigil run` refuses at start, with the same
+/// message, and a refused `run` never reaches the broker (no retained `stopped` left behind).
+#[test]
+fn check_and_run_refuse_the_same_configs_before_connecting() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("no-frames");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("notes.txt"), "not a frame").unwrap();
+    let a_file = dir.path().join("a-file");
+    std::fs::write(&a_file, "x").unwrap();
+    let frames = ped2_root().join("testing/frames/01");
+    let model = repo_root().join("engine/models/ped2-bdfi");
+    let dir_source =
+        |p: &std::path::Path| format!("{{ kind = \"dir\", path = \"{}\" }}", p.display());
+    let open_secret = dir.path().join("mqtt-password");
+    std::fs::write(&open_secret, "hunter2\n").unwrap();
+    std::fs::set_permissions(
+        &open_secret,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let no_extra = String::new();
+    let readable_password = format!(
+        "username = \"vigil\"\npassword_file = \"{}\"\n",
+        open_secret.display()
+    );
+    // (what is wrong, outbox dir, model dir, source, extra [mqtt] lines, the words both say)
+    type Case<'a> = (
+        &'a str,
+        std::path::PathBuf,
+        std::path::PathBuf,
+        String,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "password file readable by others",
+            dir.path().join("outbox"),
+            model.clone(),
+            dir_source(&frames),
+            &readable_password,
+            "chmod",
+        ),
+        (
+            "missing frames directory",
+            dir.path().join("outbox"),
+            model.clone(),
+            dir_source(&dir.path().join("nowhere")),
+            &no_extra,
+            "does not exist",
+        ),
+        (
+            "frames directory without frames",
+            dir.path().join("outbox"),
+            model.clone(),
+            dir_source(&empty),
+            &no_extra,
+            "holds no image files",
+        ),
+        (
+            "missing model package",
+            dir.path().join("outbox"),
+            dir.path().join("no-model"),
+            dir_source(&frames),
+            &no_extra,
+            "no-model",
+        ),
+        (
+            "outbox below a file",
+            a_file.join("outbox"),
+            model.clone(),
+            dir_source(&frames),
+            &no_extra,
+            "set [outbox] dir",
+        ),
+    ];
+    for (i, (what, outbox, model, source, mqtt, says)) in cases.iter().enumerate() {
+        let device = format!("refuse-{i}");
+        let config = dir.path().join(format!("case{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\ndevice = \"{device}\"\n{mqtt}\n\
+                 [outbox]\ndir = \"{outbox}\"\n\n[[camera]]\nname = \"cam\"\nmodel = \"{model}\"\n\
+                 source = {source}\n",
+                port = broker.port(),
+                outbox = outbox.display(),
+                model = model.display(),
+            ),
+        )
+        .unwrap();
+        for cmd in ["check", "run"] {
+            let out = Command::new(vigil_bin())
+                .args([cmd, "--config"])
+                .arg(&config)
+                .env("VIGIL_LOG", "info")
+                .output()
+                .expect("run vigil");
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(
+                !out.status.success(),
+                "`vigil {cmd}` accepted a {what}:\n{err}"
+            );
+            assert!(
+                err.contains(says),
+                "`vigil {cmd}` on a {what} does not say {says:?}:\n{err}"
+            );
+            assert!(
+                !err.contains("MQTT connected"),
+                "`vigil {cmd}` connected before refusing a {what}:\n{err}"
+            );
+        }
+        // Nothing about this device is retained at the broker: run never connected.
+        let sub = Subscriber::start(broker.port(), &format!("vigil/{device}/#"));
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            sub.messages().is_empty(),
+            "a refused start left messages for {device}: {:?}",
+            sub.messages()
+                .iter()
+                .map(|m| (&m.topic, &m.payload))
+                .collect::<Vec<_>>()
+        );
+    }
+}

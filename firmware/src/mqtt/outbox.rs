@@ -172,6 +172,39 @@ fn numbered(name: &str, ext: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether an outbox could be opened in `dir`, without opening it: `vigil check` must not
+/// replay (and cut back) the journal of a vigil that is running on the same directory. The
+/// directory, or the nearest ancestor that exists (the rest would be created), must be a
+/// directory this user can create files in.
+pub fn check_writable(dir: &Path) -> Result<(), OutboxError> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    let io_err = |action: String, source| OutboxError::Io {
+        dir: dir.to_owned(),
+        action,
+        source,
+    };
+    if !existing.is_dir() {
+        return Err(io_err(
+            format!("use {} as a directory", existing.display()),
+            io::Error::new(io::ErrorKind::NotADirectory, "it is a file"),
+        ));
+    }
+    let probe = existing.join(format!(".vigil-check-{}", std::process::id()));
+    File::create(&probe)
+        .map_err(|e| io_err(format!("create files in {}", existing.display()), e))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Vigil 0.1's file-per-message outbox, read once to import what an upgrade left behind.
 mod legacy {
     use serde::Deserialize;

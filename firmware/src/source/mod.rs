@@ -65,9 +65,9 @@ pub enum SourceError {
     // --- configuration and opening: fatal ---
     #[error("invalid [camera] configuration: {0}")]
     Config(String),
-    #[error("camera {device} does not exist: check the cable and `v4l2-ctl --list-devices`, or set [camera] device")]
+    #[error("camera {device} does not exist: check the cable and `v4l2-ctl --list-devices`, or set the camera's source.device")]
     DeviceMissing { device: PathBuf },
-    #[error("{device} is {what}, not a camera: set [camera] device to a V4L2 node such as /dev/video0 (see `v4l2-ctl --list-devices`)")]
+    #[error("{device} is {what}, not a camera: set the camera's source.device to a V4L2 node such as /dev/video0 (see `v4l2-ctl --list-devices`)")]
     NotACamera { device: PathBuf, what: String },
     #[error("permission denied opening camera {device}: add the vigil user to the `video` group (the udev rule shipped in systemd/ does this) or fix the node's permissions")]
     PermissionDenied { device: PathBuf },

@@ -43,7 +43,7 @@ impl NokhwaSource {
         let err = |what: &str, e: ::nokhwa::NokhwaError| {
             SourceError::Nokhwa {
             index,
-            message: format!("{what}: {e} (list cameras with `v4l2-ctl --list-devices`, then set [camera] index)"),
+            message: format!("{what}: {e} (list cameras with `v4l2-ctl --list-devices`, then set the camera's source.index)"),
         }
         };
         let wanted = CameraFormat::new(

@@ -474,7 +474,7 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("/dev/video-vigil-test-missing"), "{msg}");
         assert!(
-            msg.contains("v4l2-ctl --list-devices") && msg.contains("[camera] device"),
+            msg.contains("v4l2-ctl --list-devices") && msg.contains("source.device"),
             "{msg}"
         );
     }
