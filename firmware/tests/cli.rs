@@ -128,6 +128,12 @@ fn the_default_config_installed_to_etc_passes_check() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("vigil.toml");
     let here = repo().join("engine/models/ped2-bdfi");
+    // The package's tmpfiles rule creates /var/lib/vigil for the vigil user; here the outbox
+    // goes where this user may write, or `check` would rightly refuse it.
+    let text = text.replace(
+        "/var/lib/vigil/outbox",
+        &dir.path().join("outbox").display().to_string(),
+    );
     if !std::path::Path::new(shipped).exists() {
         // From a checkout the installed path is missing; the fix offered is a package that
         // exists, not the very path that was rejected.
