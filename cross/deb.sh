@@ -108,7 +108,13 @@ done
 
 # The unpacked binary runs its own default config and model under qemu.
 source cross/qemu.sh
-sed "s|/usr/share/vigil/models|$r/usr/share/vigil/models|" "$r/etc/vigil/vigil.toml" > "$tmp/vigil.toml"
+# `check` opens the camera as `run` does; this machine has none, so the camera becomes the
+# packaged demo clip. The outbox is the state directory tmpfiles created above.
+sed -e "s|/usr/share/vigil/models|$r/usr/share/vigil/models|" \
+    -e "s|^source = { kind = \"v4l\".*|source = { kind = \"dir\", path = \"$r/usr/share/vigil/demo/ped2-test01\" }|" \
+    -e "s|/var/lib/vigil/outbox|$r/var/lib/vigil/outbox|" \
+    "$r/etc/vigil/vigil.toml" > "$tmp/vigil.toml"
+grep -q 'kind = "dir"' "$tmp/vigil.toml" || fail "the packaged config's camera line changed; update this script"
 "${qemu[@]}" "$r/usr/bin/vigil" check --config "$tmp/vigil.toml" \
   || fail "the packaged binary rejects the packaged config"
 echo "deb: $deb checked: control, conffiles, maintainer scripts, $(wc -l < "$tmp/all") files ($demo demo frames), user, state dirs, check under qemu"
