@@ -368,6 +368,11 @@ fn an_anomaly_open_at_a_sigkill_is_ended_by_the_restart() {
     let start = sub
         .wait_for(|m| received(m).iter().any(|e| e.kind == "start"), LONG)
         .unwrap_or_else(|e| panic!("no start event: {e}\n{}", read(&log1)));
+    // The publisher can deliver the start before the camera thread has logged its outbox
+    // number (CI saw the kill land in between), and the log is what the assertions read.
+    vigil_tests::wait_until("the start in the log", LONG, || {
+        produced(&read(&log1)).iter().any(|e| e.kind == "start")
+    });
     signal(&first, libc::SIGKILL);
     let _ = first.wait();
     let first_log = read(&log1);
