@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packages the cross-built aarch64 `vigil` as a .deb (cargo-deb; metadata in firmware/Cargo.toml)
+# Packages the cross-built aarch64 `vigil` as a .deb (cargo-deb; metadata in firmware/cli/Cargo.toml)
 # and checks the package the way dpkg would install it:
 #   - control fields, conffiles (/etc/vigil/vigil.toml), maintainer scripts (sysusers, tmpfiles,
 #     systemd enable without start);
@@ -60,7 +60,7 @@ grep -q 'enable.*vigil@' "$tmp/control/postinst" && fail "postinst enables the t
 dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {sub(/^\./, "", $6); print $6, $1}' | sort > "$tmp/all"
 # The demo clip is checked by count; everything else file by file.
 demo=$(grep -c '^/usr/share/vigil/demo/ped2-test01/[0-9]*\.jpg -rw-r--r--$' "$tmp/all" || true)
-want=$(ls firmware/assets/demo/ped2-test01/*.jpg | wc -l)
+want=$(ls firmware/cli/assets/demo/ped2-test01/*.jpg | wc -l)
 [ "$demo" = "$want" ] || fail "the package holds $demo demo frames, the checkout $want"
 grep -v '^/usr/share/vigil/demo/' "$tmp/all" > "$tmp/files"
 cat > "$tmp/expected" <<'LIST'

@@ -22,7 +22,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # has no /dev/video0, so the default config's camera becomes the demo clip and its outbox a
 # scratch directory; everything else is checked as shipped.
 sed -e "s|/usr/share/vigil/models/ped2-bdfi|$root/engine/models/ped2-bdfi|" \
-    -e "s|^source = { kind = \"v4l\".*|source = { kind = \"dir\", path = \"$root/firmware/assets/demo/ped2-test01\" }|" \
+    -e "s|^source = { kind = \"v4l\".*|source = { kind = \"dir\", path = \"$root/firmware/cli/assets/demo/ped2-test01\" }|" \
     -e "s|/var/lib/vigil/outbox|$tmp/outbox|" \
     systemd/vigil.toml > "$tmp/vigil.toml"
 grep -q 'kind = "dir"' "$tmp/vigil.toml" || { echo "smoke: the default config's camera line changed; update this script" >&2; exit 1; }

@@ -102,11 +102,10 @@ impl Dataset {
         ids.sort();
         let mut videos = Vec::new();
         for dir in ids {
-            let mut frames: Vec<PathBuf> = list_dir(&dir)?
-                .into_iter()
-                .filter(|p| imageio::is_frame_file(p))
-                .collect();
-            frames.sort_by(|a, b| imageio::natural_cmp(a.as_os_str(), b.as_os_str()));
+            let frames = imageio::frame_files(&dir).map_err(|source| DatasetError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             if frames.is_empty() {
                 continue;
             }

@@ -144,6 +144,25 @@ pub fn load(path: &Path, index: u64) -> Result<Frame, ImageIoError> {
     Ok(f)
 }
 
+/// The frame files of a directory (see [`is_frame_file`]; symlinks to files count), in
+/// [`natural_cmp`] order of their names: the order a camera recorded them in.
+pub fn frame_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if is_frame_file(&path) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort_by(|a, b| {
+        natural_cmp(
+            a.file_name().unwrap_or_default(),
+            b.file_name().unwrap_or_default(),
+        )
+    });
+    Ok(files)
+}
+
 /// Natural order of file names: digit runs compare by numeric value, everything else
 /// byte-wise; ties (e.g. `007` vs `7`) fall back to plain byte order so the order is total.
 pub fn natural_cmp(a: &OsStr, b: &OsStr) -> Ordering {

@@ -15,6 +15,8 @@ use thiserror::Error;
 
 pub const MANIFEST: &str = "model.toml";
 pub const SCHEMA: &str = "vigil.model/1";
+/// The INT8 calibration cache inside a package (TensorRT's calibration-cache format).
+pub const CALIB_CACHE_FILE: &str = "calib.cache";
 
 #[derive(Debug, Error)]
 pub enum PackageError {
@@ -217,6 +219,19 @@ impl ModelPackage {
 
     pub fn onnx_path(&self) -> PathBuf {
         self.dir.join(&self.manifest.onnx.file)
+    }
+
+    /// p99.9 - p50 of the raw score on normal training frames, when the package is calibrated
+    /// (`vigil calib scores`): the scale of a scene's noise (see `scoring::default_normalizer`).
+    pub fn normal_score_spread(&self) -> Option<f32> {
+        let c = self.manifest.calibration.as_ref()?;
+        Some(c.score.p999 - c.score.p50)
+    }
+
+    /// Where the package's INT8 calibration cache lives (`vigil calib int8` writes it; TensorRT's
+    /// INT8 and best precisions read it). It may not exist.
+    pub fn calib_cache_path(&self) -> PathBuf {
+        self.dir.join(CALIB_CACHE_FILE)
     }
 
     fn invalid(&self, reason: String) -> PackageError {

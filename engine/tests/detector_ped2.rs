@@ -6,7 +6,7 @@
 //! numpy NMS) recorded in `fixtures/detector/ped2-test01-f100.json`, and cover the walkers drawn
 //! by hand; in a package, detections join the motion boxes as HF2-VAD's pipeline joins them.
 
-mod common;
+use crate::common;
 
 use common::demo::{best_cover, planes, to_model, FRAME_100, GEO};
 use common::repo;
@@ -206,7 +206,7 @@ fn hf2vad_scores_detections_and_the_motion_boxes_they_miss() {
     let mut with = Analyzer::cpu(&pkg, 1).unwrap();
     let mut without = Analyzer::cpu(&plain, 1).unwrap();
     let mut motion_only = ObjectFinder::build(params, &pkg.manifest.input, None).unwrap();
-    let clip = repo().join("firmware/assets/demo/ped2-test01");
+    let clip = repo().join("firmware/cli/assets/demo/ped2-test01");
     let frames = planes(&(84..=100).collect::<Vec<_>>());
     let (mut objects_with, mut objects_without) = (0.0, 0.0);
     for (k, i) in (84..=100u64).enumerate() {

@@ -6,7 +6,7 @@
 //! `tests/bootstrap.sh test`; `VIGIL_PYTHON` overrides the interpreter). Without it the test
 //! fails and says how to install it.
 
-mod common;
+use crate::common;
 
 use common::{python, repo};
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //!
 //! The reference boxes (`common::demo::FRAME_100`) were drawn by hand on the original frame.
 
-mod common;
+use crate::common;
 
 use common::demo::{planes, to_model, FRAME_100, GEO};
 use vigil_engine::objects::{MotionExtractor, ObjectParams};

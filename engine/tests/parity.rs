@@ -5,7 +5,7 @@
 //! `tests/bootstrap.sh`; `VIGIL_PYTHON` overrides the interpreter). If it is missing the test
 //! fails and says how to create it: a skipped parity test proves nothing.
 
-mod common;
+use crate::common;
 
 use common::{python, repo};
 use std::path::Path;
@@ -34,7 +34,7 @@ fn check_parity(
 ) {
     let pkg = ModelPackage::load(&repo().join("engine/models").join(package)).unwrap();
     let mut analyzer = Analyzer::cpu(&pkg, 1).unwrap();
-    let clip = repo().join("firmware/assets/demo/ped2-test01");
+    let clip = repo().join("firmware/cli/assets/demo/ped2-test01");
     let mut scored = None;
     for i in frames {
         let mut f: Frame = imageio::load(&clip.join(format!("{i:03}.jpg")), i).unwrap();

@@ -22,7 +22,7 @@ fn repo() -> PathBuf {
 /// The network inputs the analyzer prepares from three real frames of Ped2 test video 01.
 fn real_inputs(pkg: &ModelPackage) -> Vec<Tensor> {
     let mut analyzer = Analyzer::cpu(pkg, 1).unwrap();
-    let clip = repo().join("firmware/assets/demo/ped2-test01");
+    let clip = repo().join("firmware/cli/assets/demo/ped2-test01");
     for i in 69..=71u64 {
         let mut f: Frame = imageio::load(&clip.join(format!("{i:03}.jpg")), i).unwrap();
         f.index = i;

@@ -753,7 +753,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &LinkShared) {
 /// Sequence numbers of the event messages pending in the outbox journal in `dir`, read straight
 /// from the segment files (independently of the `Outbox` that may have them open), in order.
 pub fn journal_pending(dir: &Path) -> Vec<u64> {
-    use vigil::mqtt::journal::{decode, Record};
+    use vigil_daemon::mqtt::journal::{decode, Record};
     let mut names: Vec<PathBuf> = fs::read_dir(dir)
         .map(|d| {
             d.filter_map(Result::ok)

@@ -730,7 +730,7 @@ fn a_stale_retained_online_is_recognisable_from_health() {
     let h = &health(&got, "fault-g")[0];
     let interval = h["interval_s"].as_u64().expect("interval_s");
     let sent_at = h["sent_at"].as_str().expect("sent_at");
-    let stale_before = vigil::mqtt::message::rfc3339_utc(
+    let stale_before = vigil_daemon::mqtt::message::rfc3339_utc(
         std::time::SystemTime::now() - Duration::from_secs(3 * interval),
     );
     assert!(

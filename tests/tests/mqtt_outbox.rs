@@ -13,11 +13,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use std::sync::{mpsc, Arc};
-use vigil::mqtt::message::{
+use vigil_daemon::mqtt::message::{
     rfc3339_utc, BrokerState, CameraHealth, CameraState, EndReason, EventKind, EventMessage,
     EventSchema, Health, HealthSchema, Region,
 };
-use vigil::mqtt::{MqttConfig, Outbox, Publisher};
+use vigil_daemon::mqtt::{MqttConfig, Outbox, Publisher};
 use vigil_tests::{
     journal_pending, repo_root, validate_against_schema, wait_until, FlakyLink, Message, Mosquitto,
     Subscriber,
@@ -499,7 +499,9 @@ fn retained_status_is_online_then_stopped_after_a_clean_shutdown() {
     );
 }
 
-const WILL_TEST: &str = "last_will_offline_is_published_when_the_publishing_process_dies";
+/// The will test's name in the test binary (tests/integration.rs makes this file a module).
+const WILL_TEST: &str =
+    "mqtt_outbox::last_will_offline_is_published_when_the_publishing_process_dies";
 const CHILD_PORT_ENV: &str = "VIGIL_TEST_WILL_CHILD_PORT";
 const CHILD_OUTBOX_ENV: &str = "VIGIL_TEST_WILL_CHILD_OUTBOX";
 const CHILD_READY: &str = "VIGIL_WILL_CHILD_READY";

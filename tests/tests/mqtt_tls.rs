@@ -9,9 +9,9 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use vigil::mqtt::message::{rfc3339_utc, EventKind, EventMessage, EventSchema};
-use vigil::mqtt::security::TlsConfig;
-use vigil::mqtt::{MqttConfig, Outbox, Publisher};
+use vigil_daemon::mqtt::message::{rfc3339_utc, EventKind, EventMessage, EventSchema};
+use vigil_daemon::mqtt::security::TlsConfig;
+use vigil_daemon::mqtt::{MqttConfig, Outbox, Publisher};
 use vigil_tests::{free_port, Mosquitto, Subscriber};
 
 const USER: &str = "vigil-box";

@@ -8,6 +8,7 @@
 //! Bad input (mismatched shapes, non-finite values, invalid configuration) is reported as a
 //! [`ScoringError`], never as a panic: a broken model output must not take down a camera.
 
+pub mod defaults;
 pub mod errormap;
 pub mod event;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod normalizer;
 pub mod patch;
 pub mod smoothing;
 
+pub use defaults::{default_events, default_normalizer};
 pub use errormap::{
     abs_error_into, fuse_into, l2_norm_channels_into, mean, mse, psnr, squared_error_into,
     upsample_nearest_into, ErrorMap, MSE_FLOOR,

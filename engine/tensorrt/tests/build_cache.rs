@@ -2,7 +2,7 @@
 //! the same inputs reuses the engine, each changed input forces exactly one rebuild, failures
 //! leave nothing half-written, and an unwritable cache stops start-up with a clear error.
 
-mod common;
+use crate::common;
 
 use common::{demo_onnx, runtime, write_onnx};
 use std::cell::Cell;

@@ -1,7 +1,7 @@
 //! The safe runtime/engine/context/backend layer against the test double: data flows through
 //! name-bound buffers, and every failure the shim can report arrives as a typed error.
 
-mod common;
+use crate::common;
 
 use common::runtime;
 use std::ffi::CString;

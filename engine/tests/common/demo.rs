@@ -27,7 +27,7 @@ pub const FRAME_100: &[(&str, u32, u32, u32, u32)] = &[
 ];
 
 pub fn planes(indices: &[u64]) -> Vec<Vec<f32>> {
-    let clip = repo().join("firmware/assets/demo/ped2-test01");
+    let clip = repo().join("firmware/cli/assets/demo/ped2-test01");
     let mut pre = Preprocessor::new(GEO);
     indices
         .iter()

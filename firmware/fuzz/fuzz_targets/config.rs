@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vigil::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vigil_daemon::fuzzing::config(data));

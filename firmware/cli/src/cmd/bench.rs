@@ -1,0 +1,157 @@
+//! `vigil bench`: per-stage timings on real frames, all measured in one run so the ratios
+//! between stages are meaningful on a noisy machine.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use vigil_engine::analyzer::Analyzer;
+use vigil_engine::frame::{Frame, Geometry, PixelLayout};
+use vigil_engine::imageio;
+use vigil_engine::package::ModelPackage;
+use vigil_engine::preprocess::Preprocessor;
+use vigil_engine::scoring::{squared_error_into, ErrorMap, EventConfig, EventDetector, Normalizer};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "engine/models/ped2-bdfi")]
+    pub model: PathBuf,
+    /// Directory of frames (e.g. ../shared/datasets/ped2/testing/frames/01).
+    #[arg(long, default_value = "firmware/cli/assets/demo/ped2-test01")]
+    pub frames: PathBuf,
+    /// Timed passes over the frames.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct StageReport {
+    pub stage: &'static str,
+    pub mean_us: f64,
+    pub p99_us: f64,
+    pub samples: usize,
+}
+
+fn report(stage: &'static str, mut d: Vec<Duration>) -> StageReport {
+    d.sort();
+    let us = |x: &Duration| x.as_secs_f64() * 1e6;
+    StageReport {
+        stage,
+        mean_us: d.iter().map(us).sum::<f64>() / d.len().max(1) as f64,
+        p99_us: d
+            .get(((d.len() as f64) * 0.99) as usize)
+            .or(d.last())
+            .map(us)
+            .unwrap_or(0.0),
+        samples: d.len(),
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let pkg = ModelPackage::load(&args.model)?;
+    let files = vigil_daemon::source::dir::list_frames(&args.frames)?;
+    let geo = pkg.manifest.input;
+    let (w, h) = (geo.width as usize, geo.height as usize);
+    // Decoded frames kept in memory so the other stages are timed without disk or decoder.
+    let mut decoded = Vec::new();
+    let mut t_decode = Vec::new();
+    let mut f = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is valid"));
+    for p in &files {
+        let t = Instant::now();
+        imageio::load_into(p, &mut f)?;
+        t_decode.push(t.elapsed());
+        decoded.push(f.clone());
+    }
+    let mut pre = Preprocessor::new(geo);
+    let mut plane = vec![0f32; geo.plane_len()];
+    let mut prev = vec![0f32; geo.plane_len()];
+    let mut map = ErrorMap::new(w, h)?;
+    let mut patches = pkg.patch_detector()?;
+    let mut norm = Normalizer::from_config(&vigil_engine::scoring::default_normalizer(
+        pkg.normal_score_spread(),
+    ))?;
+    let mut events = EventDetector::new(EventConfig {
+        ..vigil_engine::scoring::default_events()
+    })?;
+    let (mut t_pre, mut t_err, mut t_patch, mut t_norm, mut t_event, mut t_cpu) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut i = 0u64;
+    for _ in 0..args.passes {
+        for fr in &decoded {
+            let start = Instant::now();
+            pre.run(fr, &mut plane)?;
+            let a = Instant::now();
+            squared_error_into(&plane, &prev, &mut map)?;
+            let b = Instant::now();
+            let r = patches.detect(&map, Some(0.0))?;
+            let c = Instant::now();
+            let s = norm.push(r.max)?;
+            let d = Instant::now();
+            let _ = events.update(i, Duration::from_millis(100 * i), s, &r.regions)?;
+            let e = Instant::now();
+            std::mem::swap(&mut plane, &mut prev);
+            t_pre.push(a - start);
+            t_err.push(b - a);
+            t_patch.push(c - b);
+            t_norm.push(d - c);
+            t_event.push(e - d);
+            t_cpu.push(e - start);
+            i += 1;
+        }
+    }
+    // The network and the whole analyzer chain, frame by frame.
+    let mut analyzer = Analyzer::cpu(&pkg, u64::MAX)?;
+    let (mut t_net, mut t_total) = (vec![], vec![]);
+    let mut idx = 0u64;
+    for _ in 0..args.passes.max(1) {
+        for fr in &decoded {
+            let mut fr = fr.clone();
+            fr.index = idx;
+            idx += 1;
+            let t = Instant::now();
+            if analyzer.push(&fr).context("analyzer")?.is_some() {
+                t_total.push(t.elapsed());
+                t_net.push(analyzer.times().network);
+            }
+        }
+    }
+    let stages = vec![
+        report("decode (JPEG file)", t_decode),
+        report("preprocess (resize+normalise)", t_pre),
+        report("error map", t_err),
+        report("patch detector", t_patch),
+        report("normaliser", t_norm),
+        report("event detector", t_event),
+        report("per-frame work except network", t_cpu),
+        report("network (tract)", t_net),
+        report("analyzer total (preprocess+network+score)", t_total),
+    ];
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stages)?);
+    } else {
+        println!(
+            "model {} ({}x{}), {} frames x {} passes, source frames {}x{}",
+            pkg.manifest.name,
+            w,
+            h,
+            decoded.len(),
+            args.passes,
+            decoded.first().map(|f| f.geometry().width()).unwrap_or(0),
+            decoded.first().map(|f| f.geometry().height()).unwrap_or(0)
+        );
+        println!("{:<45} {:>10} {:>10}", "stage", "mean us", "p99 us");
+        for s in &stages {
+            println!("{:<45} {:>10.1} {:>10.1}", s.stage, s.mean_us, s.p99_us);
+        }
+        if let Some(t) = stages.iter().find(|s| s.stage.starts_with("analyzer")) {
+            println!(
+                "analyzer throughput: {:.1} frames/s",
+                1e6 / t.mean_us.max(1e-9)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `vigil calib scores`: statistics of a package's scores on normal (training) frames, written
+//! into its manifest. They make the streaming score comparable across components (z-scores) and
+//! give the normaliser its range floor (`vigil_engine::scoring::default_normalizer`).
+
+pub mod int8;
+
+use crate::cmd::eval::score_video;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use vigil_engine::analyzer::Analyzer;
+use vigil_engine::dataset::{Dataset, Split};
+use vigil_engine::package::{Calibration, ModelPackage, ScoreQuantiles, Stats};
+use vigil_engine::recipe::{self, MAX_COMPONENTS};
+
+#[derive(clap::Subcommand)]
+pub enum CalibCmd {
+    /// Score statistics on normal training frames, written into the package's manifest.
+    Scores {
+        /// Model package (its model.toml is updated in place).
+        model: PathBuf,
+        /// Dataset root or split directory with normal videos.
+        #[arg(long)]
+        dataset: PathBuf,
+    },
+    /// INT8 activation calibration on the CPU: TensorRT's calibration cache (EntropyCalibration2
+    /// by default), written into the package.
+    Int8(int8::Int8Args),
+    /// Save short clips of a configured camera (PNG, dataset layout) for `calib int8` and
+    /// `calib scores` on the scene the box watches.
+    Collect(int8::CollectArgs),
+}
+
+pub fn run(cmd: CalibCmd) -> Result<()> {
+    match cmd {
+        CalibCmd::Scores { model, dataset } => scores(&model, &dataset),
+        CalibCmd::Int8(args) => int8::calibrate(&args).map(|_| ()),
+        CalibCmd::Collect(args) => int8::collect(&args).map(|_| ()),
+    }
+}
+
+pub fn scores(model: &Path, dataset: &Path) -> Result<()> {
+    let mut pkg = ModelPackage::load(model)?;
+    let ds = Dataset::open(dataset, Split::Training)?;
+    let mut analyzer = Analyzer::cpu(&pkg, 1)?;
+    let names = analyzer.recipe().component_names();
+    let bar = indicatif::ProgressBar::new(ds.frame_count() as u64);
+    let mut series: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
+    for v in &ds.videos {
+        let s = score_video(&mut analyzer, v, || bar.inc(1))?;
+        for (all, c) in series.iter_mut().zip(s.components) {
+            all.extend(c);
+        }
+    }
+    bar.finish_and_clear();
+    let mut components = BTreeMap::new();
+    for (name, s) in names.iter().zip(&series) {
+        let ms = vigil_calib::mean_std(s).with_context(|| format!("component {name}"))?;
+        components.insert(
+            name.to_string(),
+            Stats {
+                mean: ms.mean,
+                std: ms.std,
+            },
+        );
+    }
+    // The fused score depends on the statistics just computed: rebuild the recipe with them and
+    // fuse the recorded components (the network need not run again).
+    pkg.manifest.calibration = Some(Calibration {
+        frames: series[0].len(),
+        dataset: ds.root.display().to_string(),
+        components,
+        score: ScoreQuantiles {
+            mean: 0.0,
+            std: 1.0,
+            p50: 0.0,
+            p99: 0.0,
+            p999: 0.0,
+            max: 0.0,
+        },
+    });
+    let recipe = recipe::build(&pkg)?;
+    let fused: Vec<f32> = (0..series[0].len())
+        .map(|t| {
+            let mut c = [0.0; MAX_COMPONENTS];
+            for (k, s) in series.iter().enumerate() {
+                c[k] = s[t];
+            }
+            recipe.fuse(&c)
+        })
+        .collect();
+    let q = vigil_calib::quantiles(&fused)?;
+    if let Some(c) = pkg.manifest.calibration.as_mut() {
+        c.score = ScoreQuantiles {
+            mean: q.mean,
+            std: q.std,
+            p50: q.p50,
+            p99: q.p99,
+            p999: q.p999,
+            max: q.max,
+        };
+    }
+    pkg.save_manifest()?;
+    println!(
+        "calibrated {} on {} frames of {}: fused score p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}",
+        pkg.manifest.name,
+        series[0].len(),
+        ds.root.display(),
+        q.p50,
+        q.p99,
+        q.p999,
+        q.max
+    );
+    Ok(())
+}

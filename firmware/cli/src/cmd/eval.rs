@@ -1,0 +1,461 @@
+//! `vigil eval`: frame-level ROC AUC of a model package on a labelled dataset, with the papers'
+//! protocol (per-video min-max, all frames pooled) and with the causal streaming normaliser the
+//! daemon uses, so the number users deploy with is reported beside the number papers print.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vigil_engine::analyzer::Analyzer;
+use vigil_engine::dataset::{Dataset, Split, Video};
+use vigil_engine::frame::{Frame, Geometry, PixelLayout};
+use vigil_engine::imageio;
+use vigil_engine::package::ModelPackage;
+use vigil_engine::recipe::MAX_COMPONENTS;
+use vigil_engine::scoring::default_normalizer;
+use vigil_engine::scoring::{eer, roc_auc, Normalizer, NormalizerConfig};
+
+/// `vigil eval`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset root (e.g. ../shared/datasets/ped2; its `testing` split is used) or split dir.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Comma-separated video ids (default: all labelled videos).
+    #[arg(long, value_delimiter = ',')]
+    videos: Vec<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Write a PNG of the score curves with the ground truth shaded.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Write every frame's scores as CSV: video,frame,anomalous,score_paper,score_stream.
+    #[arg(long)]
+    scores_csv: Option<PathBuf>,
+    /// Also evaluate with every activation quantised to INT8 at the calibration cache's
+    /// scales, and report FP32 and simulated-INT8 AUC side by side.
+    #[arg(long)]
+    simulate_int8: bool,
+    /// Calibration cache for --simulate-int8 (default: PKG/calib.cache).
+    #[arg(long, requires = "simulate_int8")]
+    calib: Option<PathBuf>,
+}
+
+/// `vigil eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let pkg = ModelPackage::load(&args.model)?;
+    let mut ds = Dataset::open(&args.dataset, Split::Testing)?;
+    if !args.videos.is_empty() {
+        ds.select(&args.videos)?;
+    }
+    if args.simulate_int8 {
+        let cache = args.calib.unwrap_or_else(|| pkg.calib_cache_path());
+        return eval_int8(&pkg, &ds, &cache, args.json);
+    }
+    crate::warn_if_debug_build("eval");
+    // The bar draws on stderr (and only on a terminal), so it never mixes into --json.
+    let report = evaluate(&pkg, &ds, None, true)?;
+    if let Some(p) = &args.plot {
+        plot(&report, p)?;
+    }
+    if let Some(p) = &args.scores_csv {
+        write_scores_csv(&report, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+        if let Some(p) = &args.plot {
+            println!("plot: {}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// `vigil eval --simulate-int8`: the FP32 evaluation and the simulated-INT8 one on the same
+/// frames, side by side.
+fn eval_int8(pkg: &ModelPackage, ds: &Dataset, cache: &Path, json: bool) -> Result<()> {
+    // The cache is checked first: a wrong one fails before minutes of FP32 evaluation.
+    let mut analyzer = super::calib::int8::simulated_int8_analyzer(pkg, cache)?;
+    let fp32 = evaluate(pkg, ds, None, !json)?;
+    let int8 = evaluate_with(&mut analyzer, pkg, ds, None, !json)?;
+    let max_diff = fp32
+        .videos
+        .iter()
+        .zip(&int8.videos)
+        .flat_map(|(a, b)| a.scores_stream.iter().zip(&b.scores_stream))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    if json {
+        let v = serde_json::json!({
+            "calibration_cache": cache.display().to_string(),
+            "auc_fp32": fp32.auc,
+            "auc_int8": int8.auc,
+            "auc_delta": int8.auc - fp32.auc,
+            "auc_stream_fp32": fp32.auc_stream,
+            "auc_stream_int8": int8.auc_stream,
+            "auc_stream_delta": int8.auc_stream - fp32.auc_stream,
+            "max_abs_stream_score_diff": max_diff,
+            "fp32": fp32,
+            "int8_simulated": int8,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_report(&fp32);
+        print_report(&int8);
+        println!(
+            "INT8 (simulated, {}): auc {:.4} vs FP32 {:.4} (delta {:+.4}); auc_stream {:.4} vs {:.4} (delta {:+.4}); max |score diff| {:.4}",
+            cache.display(),
+            int8.auc,
+            fp32.auc,
+            int8.auc - fp32.auc,
+            int8.auc_stream,
+            fp32.auc_stream,
+            int8.auc_stream - fp32.auc_stream,
+            max_diff
+        );
+    }
+    Ok(())
+}
+
+fn print_report(r: &EvalReport) {
+    println!(
+        "model {} ({}) on {} [{} backend]",
+        r.model, r.recipe, r.dataset, r.backend
+    );
+    println!(
+        "{:>6} {:>7} {:>9} {:>8} {:>11}",
+        "video", "frames", "anomalous", "auc", "auc_stream"
+    );
+    let f = |a: Option<f64>| a.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into());
+    for v in &r.videos {
+        println!(
+            "{:>6} {:>7} {:>9} {:>8} {:>11}",
+            v.id,
+            v.frames,
+            v.anomalous_frames,
+            f(v.auc),
+            f(v.auc_stream)
+        );
+    }
+    println!(
+        "all    {:>7}           auc {:.4} (paper protocol)  auc_stream {:.4}  eer {:.4}  {:.1} fps",
+        r.frames, r.auc, r.auc_stream, r.eer, r.fps
+    );
+}
+
+#[derive(Debug, Serialize)]
+pub struct VideoResult {
+    pub id: String,
+    pub frames: usize,
+    pub anomalous_frames: usize,
+    /// Per-video AUC (`null` when the video has one class only; `auc_note` says why).
+    pub auc: Option<f64>,
+    pub auc_stream: Option<f64>,
+    /// Why `auc` is `null`: a video whose frames are all anomalous (or all normal) has no
+    /// ROC curve; its frames still count in the pooled AUC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auc_note: Option<&'static str>,
+    /// Paper-protocol frame scores, [0, 1].
+    #[serde(skip)]
+    pub scores: Vec<f32>,
+    /// Streaming-normalised frame scores.
+    #[serde(skip)]
+    pub scores_stream: Vec<f32>,
+    #[serde(skip)]
+    pub labels: Vec<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub recipe: String,
+    pub dataset: String,
+    pub backend: String,
+    pub frames: usize,
+    /// Paper protocol: per-video min-max of the recipe's components, pooled frame-level AUC.
+    pub auc: f64,
+    /// Streaming protocol: the daemon's causal normaliser, pooled frame-level AUC.
+    pub auc_stream: f64,
+    pub eer: f64,
+    pub eer_stream: f64,
+    pub normalizer: NormalizerConfig,
+    pub latency_frames: u32,
+    /// Network frames per second during the evaluation (decode + preprocess + network + score).
+    pub fps: f64,
+    pub videos: Vec<VideoResult>,
+}
+
+/// Raw per-frame outputs of one video: component series and the streaming raw score. Frames the
+/// recipe cannot score (the window's edges) copy the nearest scored frame, as the papers do.
+pub struct VideoScores {
+    pub components: Vec<Vec<f32>>,
+    pub raw: Vec<f32>,
+}
+
+/// Runs the analyzer over one video's frames.
+pub fn score_video(
+    analyzer: &mut Analyzer,
+    video: &Video,
+    mut tick: impl FnMut(),
+) -> Result<VideoScores> {
+    analyzer.reset();
+    let n = video.frames.len();
+    let k = analyzer.recipe().component_names().len();
+    let mut comps: Vec<Option<[f32; MAX_COMPONENTS]>> = vec![None; n];
+    let mut raw: Vec<Option<f32>> = vec![None; n];
+    let mut frame = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is valid"));
+    for (i, path) in video.frames.iter().enumerate() {
+        imageio::load_into(path, &mut frame)?;
+        frame.index = i as u64;
+        frame.timestamp = std::time::Duration::from_millis(100 * i as u64);
+        if let Some(s) = analyzer
+            .push(&frame)
+            .with_context(|| format!("video {} frame {}", video.id, path.display()))?
+        {
+            let t = s.frame_index as usize;
+            comps[t] = Some(s.components);
+            raw[t] = Some(s.raw);
+        }
+        tick();
+    }
+    let comps =
+        fill_edges(&comps).with_context(|| format!("video {} is too short to score", video.id))?;
+    let raw =
+        fill_edges(&raw).with_context(|| format!("video {} is too short to score", video.id))?;
+    Ok(VideoScores {
+        components: (0..k)
+            .map(|c| comps.iter().map(|v| v[c]).collect())
+            .collect(),
+        raw,
+    })
+}
+
+fn fill_edges<T: Copy>(v: &[Option<T>]) -> Option<Vec<T>> {
+    let first = v.iter().position(Option::is_some)?;
+    let mut last = v[first]?;
+    let mut out = Vec::with_capacity(v.len());
+    for (i, x) in v.iter().enumerate() {
+        let val = if i < first {
+            v[first]?
+        } else {
+            x.unwrap_or(last)
+        };
+        last = val;
+        out.push(val);
+    }
+    Some(out)
+}
+
+pub fn evaluate(
+    pkg: &ModelPackage,
+    ds: &Dataset,
+    normalizer: Option<NormalizerConfig>,
+    progress: bool,
+) -> Result<EvalReport> {
+    let mut analyzer = Analyzer::cpu(pkg, 1)?;
+    evaluate_with(&mut analyzer, pkg, ds, normalizer, progress)
+}
+
+/// [`evaluate`] with a given analyzer (another backend: simulated INT8, TensorRT).
+pub fn evaluate_with(
+    analyzer: &mut Analyzer,
+    pkg: &ModelPackage,
+    ds: &Dataset,
+    normalizer: Option<NormalizerConfig>,
+    progress: bool,
+) -> Result<EvalReport> {
+    if !ds.has_labels() {
+        bail!(
+            "dataset {} has no labels (labels.json or UCSDped2.m); `vigil eval` needs ground truth",
+            ds.root.display()
+        );
+    }
+    let norm_cfg = normalizer.unwrap_or_else(|| default_normalizer(pkg.normal_score_spread()));
+    let bar = if progress {
+        indicatif::ProgressBar::new(ds.frame_count() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} frames, {per_sec}, eta {eta}",
+        )
+        .expect("template is valid")
+        .progress_chars("=> "),
+    );
+    let t0 = Instant::now();
+    let mut videos = Vec::new();
+    for v in &ds.videos {
+        bar.set_message(format!("video {}", v.id));
+        let s = score_video(analyzer, v, || bar.inc(1))?;
+        let scores = analyzer.recipe().paper_scores(&s.components);
+        // A fresh normaliser per video: each test video is a separate camera session.
+        let mut norm = Normalizer::from_config(&norm_cfg)?;
+        let scores_stream = s
+            .raw
+            .iter()
+            .map(|&r| norm.push(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let labels = v.labels.clone().context("labels checked above")?;
+        let both = labels.iter().any(|&l| l) && labels.iter().any(|&l| !l);
+        videos.push(VideoResult {
+            id: v.id.clone(),
+            frames: labels.len(),
+            anomalous_frames: labels.iter().filter(|&&l| l).count(),
+            auc: both.then(|| roc_auc(&scores, &labels)).transpose()?,
+            auc_stream: both.then(|| roc_auc(&scores_stream, &labels)).transpose()?,
+            auc_note: (!both).then_some(if labels.iter().all(|&l| l) {
+                "every frame of this video is anomalous: a per-video AUC needs both classes (its frames count in the pooled AUC)"
+            } else {
+                "no frame of this video is anomalous: a per-video AUC needs both classes (its frames count in the pooled AUC)"
+            }),
+            scores,
+            scores_stream,
+            labels,
+        });
+    }
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let all = |f: fn(&VideoResult) -> &Vec<f32>| {
+        videos
+            .iter()
+            .flat_map(|v| f(v).iter().copied())
+            .collect::<Vec<f32>>()
+    };
+    let labels: Vec<bool> = videos
+        .iter()
+        .flat_map(|v| v.labels.iter().copied())
+        .collect();
+    let (paper, stream) = (all(|v| &v.scores), all(|v| &v.scores_stream));
+    Ok(EvalReport {
+        model: pkg.manifest.name.clone(),
+        recipe: pkg.manifest.recipe.clone(),
+        dataset: ds.root.display().to_string(),
+        backend: analyzer.backend_name().to_owned(),
+        frames: labels.len(),
+        auc: roc_auc(&paper, &labels)?,
+        auc_stream: roc_auc(&stream, &labels)?,
+        eer: eer(&paper, &labels)?,
+        eer_stream: eer(&stream, &labels)?,
+        normalizer: norm_cfg,
+        latency_frames: analyzer.recipe().latency_frames(),
+        fps: labels.len() as f64 / secs,
+        videos,
+    })
+}
+
+/// Writes every frame's scores, one row per frame:
+/// `video,frame,anomalous,score_paper,score_stream` (scores in [0, 1], full f32 precision).
+pub fn write_scores_csv(report: &EvalReport, path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "video,frame,anomalous,score_paper,score_stream")?;
+    for v in &report.videos {
+        for (t, ((p, s), y)) in v
+            .scores
+            .iter()
+            .zip(&v.scores_stream)
+            .zip(&v.labels)
+            .enumerate()
+        {
+            writeln!(out, "{},{t},{},{p:e},{s:e}", v.id, u8::from(*y))?;
+        }
+    }
+    out.flush()
+}
+
+/// Writes a PNG with one panel per video: paper-protocol and streaming scores over frames, the
+/// labelled anomalous frames shaded.
+pub fn plot(report: &EvalReport, out: &Path) -> Result<()> {
+    use plotters::prelude::*;
+    let font = include_bytes!("../../assets/DejaVuSans.ttf");
+    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| anyhow::anyhow!("cannot load the plot font"))?;
+    let n = report.videos.len().max(1);
+    let cols = 2usize.min(n);
+    let rows = n.div_ceil(cols);
+    let root =
+        BitMapBackend::new(out, (640 * cols as u32, 260 * rows as u32 + 40)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (title, body) = root.split_vertically(40);
+    title.draw_text(
+        &format!(
+            "{} on {}: AUC {:.3} (paper protocol), {:.3} (streaming)",
+            report.model, report.dataset, report.auc, report.auc_stream
+        ),
+        &("sans-serif", 20).into_font().color(&BLACK),
+        (10, 10),
+    )?;
+    for (v, area) in report.videos.iter().zip(body.split_evenly((rows, cols))) {
+        let len = v.frames as f64;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(
+                format!(
+                    "video {}  AUC {}",
+                    v.id,
+                    v.auc
+                        .map(|a| format!("{a:.3}"))
+                        .unwrap_or_else(|| "n/a".into())
+                ),
+                ("sans-serif", 16),
+            )
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(36)
+            .build_cartesian_2d(0f64..len, 0f64..1.05f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("frame")
+            .y_desc("score")
+            .light_line_style(WHITE)
+            .draw()?;
+        // ground truth: shaded spans
+        let mut i = 0;
+        while i < v.labels.len() {
+            if v.labels[i] {
+                let s = i;
+                while i < v.labels.len() && v.labels[i] {
+                    i += 1;
+                }
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(s as f64, 0.0), (i as f64, 1.05)],
+                    RGBColor(255, 200, 200).filled(),
+                )))?;
+            }
+            i += 1;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                v.scores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| (i as f64, s as f64)),
+                &BLUE,
+            ))?
+            .label("paper (per-video min-max)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(
+                v.scores_stream
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| (i as f64, s as f64)),
+                &RGBColor(0, 140, 0),
+            ))?
+            .label("streaming (causal)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(0, 140, 0)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! One module per subcommand of `vigil`.
+
+pub mod bench;
+pub mod calib;
+pub mod check;
+pub mod dataset;
+pub mod demo;
+pub mod engine;
+pub mod eval;
+pub mod run;

@@ -1,0 +1,131 @@
+//! The inference backend a camera runs on: tract on the CPU, or a TensorRT engine.
+//!
+//! `backend = { kind = "tensorrt", precision = "fp16" }` in a camera's config runs its model as a
+//! TensorRT engine (crate `vigil-tensorrt`, docs/tensorrt.md): the engine is taken from the
+//! engine cache, or built once at start and cached. This needs a binary built with
+//! `--features tensorrt` on a JetPack; other builds carry only the test double of the TensorRT
+//! shim and refuse, with the fix, instead of pretending.
+
+use anyhow::{bail, Result};
+use serde::Deserialize;
+use std::path::Path;
+use vigil_engine::analyzer::Analyzer;
+use vigil_engine::package::ModelPackage;
+use vigil_tensorrt::{
+    load_or_build, BuildEvent, BuildOptions, EngineCache, Precision, TensorRtBackend, TrtRuntime,
+};
+
+/// Default engine cache directory (the unit's StateDirectory, systemd/vigil.tmpfile).
+pub const DEFAULT_ENGINE_DIR: &str = "/var/lib/vigil/engines";
+
+/// `[[camera]] backend = ...`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// tract on the CPU (any machine).
+    #[default]
+    Cpu,
+    /// A TensorRT engine on the GPU or a DLA core.
+    Tensorrt {
+        #[serde(default = "default_precision")]
+        precision: Precision,
+        /// DLA core (Orin, Xavier); layers DLA cannot run fall back to the GPU.
+        #[serde(default)]
+        dla: Option<u32>,
+        /// Builder workspace limit in MiB (default: TensorRT's).
+        #[serde(default)]
+        workspace_mb: Option<u64>,
+    },
+}
+
+fn default_precision() -> Precision {
+    Precision::Fp16
+}
+
+/// Build options for a package: INT8 and best read the package's `calib.cache`
+/// (`vigil calib int8`).
+pub fn build_options(
+    pkg: &ModelPackage,
+    precision: Precision,
+    dla: Option<u32>,
+    workspace_mb: Option<u64>,
+) -> Result<BuildOptions> {
+    let mut o = BuildOptions::new(pkg.onnx_path(), precision);
+    if precision.uses_calibration() {
+        let cache = pkg.calib_cache_path();
+        if !cache.is_file() {
+            bail!(
+                "precision {precision} needs the package's INT8 calibration cache {}, which is \
+                 missing: create it with `vigil calib int8 {} --dataset DIR` (docs/tensorrt.md)",
+                cache.display(),
+                pkg.dir.display()
+            );
+        }
+        o.calib_cache = Some(cache);
+    }
+    o.dla_core = dla;
+    o.workspace_mb = workspace_mb;
+    o.validate()?;
+    Ok(o)
+}
+
+pub fn require_native() -> Result<()> {
+    if !vigil_tensorrt::NATIVE {
+        bail!(
+            "this vigil was built without TensorRT: build it on the Jetson with \
+             `cargo build --release -p vigil --features tensorrt` (docs/tensorrt.md), use \
+             `vigil engine build --print-trtexec` to build the engine with trtexec, or set the \
+             camera's backend to {{ kind = \"cpu\" }}"
+        );
+    }
+    Ok(())
+}
+
+/// Opens the cache (an unwritable directory is an error here, at start, not a rebuild on every
+/// boot), reuses or builds the engine, and wraps it in an analyzer.
+pub fn analyzer(
+    pkg: &ModelPackage,
+    backend: &BackendConfig,
+    engine_dir: &Path,
+    max_gap: u64,
+) -> Result<Analyzer> {
+    let BackendConfig::Tensorrt {
+        precision,
+        dla,
+        workspace_mb,
+    } = backend
+    else {
+        return Ok(Analyzer::cpu(pkg, max_gap)?);
+    };
+    require_native()?;
+    let opts = build_options(pkg, *precision, *dla, *workspace_mb)?;
+    let rt = TrtRuntime::new(0)?;
+    let cache = EngineCache::open(engine_dir)?;
+    let prepared = load_or_build(&rt, &cache, &opts, log_progress)?;
+    let m = &pkg.manifest;
+    let backend = TensorRtBackend::new(&prepared.engine, &m.onnx.inputs, &m.onnx.outputs)?;
+    log::info!(
+        "model {}: TensorRT {} engine {} ({})",
+        m.name,
+        precision,
+        prepared.path.display(),
+        if prepared.built {
+            "built now"
+        } else {
+            "cached"
+        }
+    );
+    Ok(Analyzer::with_backend(pkg, Box::new(backend), max_gap)?)
+}
+
+fn log_progress(ev: &BuildEvent) -> bool {
+    if let BuildEvent::PhaseStart {
+        phase,
+        parent: None,
+        ..
+    } = ev
+    {
+        log::info!("TensorRT build: {phase}");
+    }
+    true
+}
