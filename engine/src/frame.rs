@@ -55,6 +55,13 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// One grey pixel: the geometry of [`Frame::placeholder`].
+    pub const ONE_GRAY: Geometry = Geometry {
+        width: 1,
+        height: 1,
+        layout: PixelLayout::Gray8,
+    };
+
     pub fn new(width: u32, height: u32, layout: PixelLayout) -> Result<Self, FrameError> {
         if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
             return Err(FrameError::BadGeometry { width, height });
@@ -107,6 +114,17 @@ impl Frame {
         Self {
             geometry,
             data: vec![0; geometry.byte_len()],
+            index: 0,
+            timestamp: Duration::ZERO,
+        }
+    }
+
+    /// A 1x1 grey frame to decode into: decoders (`imageio::load_into`, the sources) give it
+    /// the image's geometry, reusing its buffer from then on.
+    pub fn placeholder() -> Self {
+        Self {
+            geometry: Geometry::ONE_GRAY,
+            data: vec![0],
             index: 0,
             timestamp: Duration::ZERO,
         }

@@ -137,8 +137,7 @@ pub fn decode_into(bytes: &[u8], path: &Path, into: &mut Frame) -> Result<(), Im
 
 /// Decodes an image file into a new frame with the given stream index.
 pub fn load(path: &Path, index: u64) -> Result<Frame, ImageIoError> {
-    let mut f =
-        Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is a valid geometry"));
+    let mut f = Frame::placeholder();
     load_into(path, &mut f)?;
     f.index = index;
     Ok(f)
@@ -266,7 +265,7 @@ mod damage_tests {
     }
 
     fn blank() -> Frame {
-        Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).unwrap())
+        Frame::placeholder()
     }
 
     #[test]

@@ -21,7 +21,6 @@ use crate::engine::Engine;
 use crate::error::TrtError;
 use crate::runtime::{RuntimeInfo, TrtRuntime, TrtVersion};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -167,10 +166,7 @@ impl fmt::Display for EngineKey {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, TrtError> {
-    let mut f = File::open(path).map_err(|e| TrtError::io(path, e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| TrtError::io(path, e))?;
-    Ok(hex::encode(h.finalize()))
+    vigil_engine::package::sha256_file(path).map_err(|e| TrtError::io(path, e))
 }
 
 const SIDECAR_SCHEMA: &str = "vigil.trt-engine/1";

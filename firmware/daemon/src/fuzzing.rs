@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::mqtt::journal::{self, Record};
 use crate::source::pixfmt::{PixelDecoder, RawFormat, RawGeometry};
-use vigil_engine::frame::{Frame, Geometry, PixelLayout};
+use vigil_engine::frame::{Frame, PixelLayout};
 use vigil_engine::imageio::{self, ImageIoError};
 
 /// A configuration file: any text parses to a config or to an error naming the file.
@@ -74,10 +74,7 @@ pub fn camera_frame(data: &[u8]) {
     };
     let width = u32::from(u16::from_le_bytes([*w_lo, *w_hi]) % 1024);
     let height = u32::from(u16::from_le_bytes([*h_lo, *h_hi]) % 1024);
-    let Ok(one) = Geometry::new(1, 1, PixelLayout::Gray8) else {
-        return;
-    };
-    let mut frame = Frame::blank(one);
+    let mut frame = Frame::placeholder();
     let Ok(raw) = RawGeometry::packed(format, width, height) else {
         return;
     };
@@ -93,10 +90,7 @@ pub fn camera_frame(data: &[u8]) {
 /// to a frame or is refused with an error naming the file. A JPEG is accepted only when it is
 /// whole (SOI ... EOI), so a truncated file is never scored.
 pub fn frame_file(data: &[u8]) {
-    let Ok(one) = Geometry::new(1, 1, PixelLayout::Gray8) else {
-        return;
-    };
-    let mut frame = Frame::blank(one);
+    let mut frame = Frame::placeholder();
     let name = Path::new("fuzz.jpg");
     match imageio::decode_into(data, name, &mut frame) {
         Ok(()) => {

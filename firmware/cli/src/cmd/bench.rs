@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vigil_engine::analyzer::Analyzer;
-use vigil_engine::frame::{Frame, Geometry, PixelLayout};
+use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
 use vigil_engine::preprocess::Preprocessor;
@@ -58,7 +58,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Decoded frames kept in memory so the other stages are timed without disk or decoder.
     let mut decoded = Vec::new();
     let mut t_decode = Vec::new();
-    let mut f = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is valid"));
+    let mut f = Frame::placeholder();
     for p in &files {
         let t = Instant::now();
         imageio::load_into(p, &mut f)?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vigil_engine::analyzer::Analyzer;
 use vigil_engine::dataset::{Dataset, Split, Video};
-use vigil_engine::frame::{Frame, Geometry, PixelLayout};
+use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
 use vigil_engine::recipe::MAX_COMPONENTS;
@@ -207,7 +207,7 @@ pub fn score_video(
     let k = analyzer.recipe().component_names().len();
     let mut comps: Vec<Option<[f32; MAX_COMPONENTS]>> = vec![None; n];
     let mut raw: Vec<Option<f32>> = vec![None; n];
-    let mut frame = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is valid"));
+    let mut frame = Frame::placeholder();
     for (i, path) in video.frames.iter().enumerate() {
         imageio::load_into(path, &mut frame)?;
         frame.index = i as u64;

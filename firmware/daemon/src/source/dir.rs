@@ -229,7 +229,6 @@ impl FrameSource for DirSource {
 mod tests {
     use super::*;
     use std::path::PathBuf;
-    use vigil_engine::frame::{Geometry, PixelLayout};
 
     const PED2: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -257,7 +256,7 @@ mod tests {
     }
 
     fn blank() -> Frame {
-        Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).unwrap())
+        Frame::placeholder()
     }
 
     #[test]

@@ -352,7 +352,7 @@ mod tests {
 
     fn frames(c: &SyntheticConfig, n: usize) -> Vec<Frame> {
         let mut src = SyntheticSource::new(c).unwrap();
-        let mut f = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).unwrap());
+        let mut f = Frame::placeholder();
         (0..n)
             .map(|_| {
                 assert_eq!(src.next_into(&mut f).unwrap(), Next::Frame);
@@ -495,7 +495,7 @@ mod tests {
         c.realtime = true;
         c.count = Some(6);
         let mut src = SyntheticSource::new(&c).unwrap();
-        let mut f = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).unwrap());
+        let mut f = Frame::placeholder();
         let t = std::time::Instant::now();
         while src.next_into(&mut f).unwrap() == Next::Frame {}
         let took = t.elapsed();

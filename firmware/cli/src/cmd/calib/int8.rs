@@ -25,7 +25,7 @@ use vigil_calib::int8::{
 use vigil_engine::analyzer::Analyzer;
 use vigil_engine::backend::probe::{fake_quantize, Activation, ActivationHook, ProbeBackend};
 use vigil_engine::dataset::{Dataset, Split};
-use vigil_engine::frame::{Frame, Geometry, PixelLayout};
+use vigil_engine::frame::{Frame, PixelLayout};
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
 
@@ -137,7 +137,7 @@ fn run_windows(
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     let window = analyzer.recipe().window_len();
-    let mut frame = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is valid"));
+    let mut frame = Frame::placeholder();
     for &(v, end) in positions {
         let video = &ds.videos[v];
         analyzer.reset();
@@ -349,7 +349,7 @@ pub fn collect(args: &CollectArgs) -> Result<usize> {
         args.clip_frames,
         src.describe()
     );
-    let mut frame = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).expect("1x1 is valid"));
+    let mut frame = Frame::placeholder();
     let mut next = |frame: &mut Frame| -> Result<bool> {
         // Transient camera errors (a corrupt MJPEG frame, a timeout) are retried a few times;
         // collection is attended, so a camera that keeps failing stops it with the reason.

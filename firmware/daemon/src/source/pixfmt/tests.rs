@@ -60,7 +60,7 @@ fn diff(a: &[u8], b: &[u8]) -> (u8, f64) {
 
 fn decode(raw: RawGeometry, layout: PixelLayout, buf: &[u8]) -> Result<Frame, PixFmtError> {
     let mut dec = PixelDecoder::new(raw, layout)?;
-    let mut frame = Frame::blank(Geometry::new(1, 1, PixelLayout::Gray8).unwrap());
+    let mut frame = Frame::placeholder();
     dec.decode(buf, &mut frame)?;
     Ok(frame)
 }
