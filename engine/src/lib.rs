@@ -1,7 +1,7 @@
 //! `vigil-engine`: everything between a decoded frame and an anomaly score.
 //!
-//! Frames and tensors, the inference backends (tract on CPU; TensorRT on Jetson behind a
-//! feature), model packages, the recipes that implement each paper's input window and scoring,
+//! Frames and tensors, image files, the inference backends (tract on the CPU, and the probe
+//! backend for INT8 calibration; TensorRT is the `vigil-tensorrt` crate), model packages, the recipes that implement each paper's input window and scoring,
 //! and the scoring stages (error maps, patch detector, normalisers, smoothing, event detector).
 //! No network and no camera code lives here.
 pub mod analyzer;

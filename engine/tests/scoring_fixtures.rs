@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::Value;
 use vigil_engine::scoring::{
     abs_error_into, eer, fuse_into, l2_norm_channels_into, mean, median_filter, minmax_normalize,
-    mse, psnr, roc_auc, roc_curve, squared_error_into, upsample_nearest_into, CausalMedian, Ema,
-    ErrorMap, EventConfig, EventDetector, Normalizer, NormalizerConfig, PatchConfig, PatchDetector,
+    mse, psnr, roc_auc, roc_curve, squared_error_into, upsample_nearest_into, ErrorMap,
+    EventConfig, EventDetector, Normalizer, NormalizerConfig, PatchConfig, PatchDetector,
     PatchReduce, RollingMinMax, Transition,
 };
 
@@ -451,25 +451,6 @@ fn scoring_rolling_minmax_matches_naive_window() {
 }
 
 #[test]
-fn scoring_causal_median_matches_numpy() {
-    let fx = load("normalizer.json");
-    let cases = arr(&fx, "causal_median");
-    assert!(!cases.is_empty());
-    for c in cases {
-        let name = c["sequence"].as_str().unwrap();
-        let xs = f32s(&fx["sequences"][name]);
-        let width = usize_of(c, "width");
-        let mut m = CausalMedian::new(width).unwrap();
-        let got: Vec<f32> = xs.iter().map(|&x| m.push(x).unwrap()).collect();
-        assert_all_close(
-            &got,
-            &f64s(&c["expected"]),
-            &format!("{name} width {width}"),
-        );
-    }
-}
-
-#[test]
 fn scoring_median_filter_matches_scipy_medfilt() {
     let fx = load("smoothing.json");
     let cases = arr(&fx, "medfilt");
@@ -559,8 +540,6 @@ fn scoring_steady_state_per_frame_path_does_not_allocate() {
         floor: 0.05,
     })
     .unwrap();
-    let mut median = CausalMedian::new(17).unwrap();
-    let mut ema = Ema::new(0.3).unwrap();
     let mut events = EventDetector::new(EventConfig {
         on: 0.5,
         off: 0.2,
@@ -584,7 +563,6 @@ fn scoring_steady_state_per_frame_path_does_not_allocate() {
         let _ = mse(pred, target).unwrap();
         let p = det.detect(&fused, None).unwrap();
         let s = norm.push(p.max * boost).unwrap();
-        let s = median.push(s).unwrap().max(ema.push(s).unwrap());
         events
             .update(
                 i,

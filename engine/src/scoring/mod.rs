@@ -1,7 +1,7 @@
 //! Scoring: from a recipe's error maps to normalised scores, regions and events.
 //!
 //! The per-frame path is `ErrorMap` (filled by the `*_into` functions) -> [`PatchDetector`]
-//! -> [`Normalizer`] -> optional [`CausalMedian`] / [`Ema`] -> [`EventDetector`]. Every type on
+//! -> [`Normalizer`] -> [`EventDetector`]. Every type on
 //! that path preallocates in its constructor so that steady state allocates nothing per frame;
 //! the offline helpers used by `vigil eval` ([`metrics`], [`median_filter`]) may allocate.
 //!
@@ -27,7 +27,7 @@ pub use normalizer::{Normalizer, NormalizerConfig, RollingMinMax, ZScore, MAX_WI
 pub use patch::{
     PatchConfig, PatchDetector, PatchReduce, PatchResult, Region, Regions, MAX_REGIONS,
 };
-pub use smoothing::{median_filter, CausalMedian, Ema, MAX_MEDIAN_WIDTH};
+pub use smoothing::{median_filter, MAX_MEDIAN_WIDTH};
 
 use thiserror::Error;
 

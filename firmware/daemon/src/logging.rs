@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 
 use log::{Level, Log, Metadata, Record};
 
+/// Target of the warnings that their call site already limits per camera (the pipeline's capture,
+/// reconnect and inference warnings): the per-site limiter passes them untouched, so a warning
+/// is never thinned twice and one camera's failures cannot silence another camera's at the same
+/// line. It sits under the pipeline's module, so `--log vigil_daemon::pipeline=error` covers it.
+pub const PER_CAMERA_TARGET: &str = "vigil_daemon::pipeline::per_camera";
+
 /// Records per call site per window before suppression starts.
 pub const DEFAULT_BURST: u32 = 5;
 /// How long suppression lasts before a call site may log again.
@@ -179,7 +185,7 @@ impl<L: Log> RateLimited<L> {
         if !self.inner.enabled(record.metadata()) {
             return;
         }
-        if record.level() > Level::Warn {
+        if record.level() > Level::Warn || record.target() == PER_CAMERA_TARGET {
             self.inner.log(record);
             return;
         }
@@ -400,6 +406,31 @@ mod tests {
             lim.log_at(&rec(format_args!("event start"), 9, Level::Info), now);
         }
         assert_eq!(cap.0.lock().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn warnings_limited_per_camera_are_not_limited_again() {
+        let cap = Capture::default();
+        let lim = RateLimited::new(cap.clone(), 2, Duration::from_secs(30));
+        let now = Instant::now();
+        for cam in ["cam0", "cam1", "cam2"] {
+            let args = format_args!("camera {cam}: still unavailable");
+            let r = Record::builder()
+                .args(args)
+                .level(Level::Warn)
+                .target(PER_CAMERA_TARGET)
+                .file_static(Some("src/pipeline.rs"))
+                .line(Some(300))
+                .build();
+            lim.log_at(&r, now);
+        }
+        assert_eq!(
+            cap.0.lock().unwrap().len(),
+            3,
+            "a camera's warning was lost"
+        );
+        lim.flush();
+        assert_eq!(cap.0.lock().unwrap().len(), 3, "nothing was suppressed");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use crate::config::CameraConfig;
 use crate::events::EventStage;
+use crate::logging::PER_CAMERA_TARGET;
 use crate::mqtt::{CameraState, EndReason, EventMessage, Publisher};
 use crate::source::ring::FrameRing;
 use crate::source::{self, Next, SourceConfig};
@@ -250,7 +251,9 @@ fn suppressed_note(n: u64) -> String {
     }
 }
 
-/// Limits repeated identical warnings: a camera failing every 100 ms must not flood the journal.
+/// Limits one camera's repeated warnings: a camera failing every 100 ms must not flood the
+/// journal. Logged with [`PER_CAMERA_TARGET`], which the process-wide per-line limiter lets
+/// through, so each camera's warnings are thinned once, on their own.
 struct RateLimit {
     last: Option<Instant>,
     suppressed: u64,
@@ -405,6 +408,7 @@ fn reconnect(
             Err(e) if e.needs_reopen() => {
                 if let Some(n) = warn.allow(Duration::from_secs(60)) {
                     log::warn!(
+                        target: PER_CAMERA_TARGET,
                         "camera {}: still unavailable after {attempts} attempt(s): {e} \
                          (retrying every {:?} at most){}",
                         stats.name,
@@ -477,7 +481,12 @@ fn capture_loop(
                 if e.is_rejected_frame() {
                     rejections.reject(&e);
                 } else if let Some(suppressed) = warn.allow(Duration::from_secs(10)) {
-                    log::warn!("camera {}: {e}{}", stats.name, suppressed_note(suppressed));
+                    log::warn!(
+                        target: PER_CAMERA_TARGET,
+                        "camera {}: {e}{}",
+                        stats.name,
+                        suppressed_note(suppressed)
+                    );
                 }
                 if failures >= REOPEN_AFTER_FAILURES && e.is_device_fault() {
                     // Nothing but failures for a while: a format change, or a camera wedged
@@ -545,6 +554,7 @@ fn inference_loop(
             Err(e) => {
                 if let Some(n) = warn.allow(Duration::from_secs(10)) {
                     log::warn!(
+                        target: PER_CAMERA_TARGET,
                         "camera {}: frame skipped: {e}{}",
                         stats.name,
                         suppressed_note(n)

@@ -2,6 +2,7 @@
 //! ([`outbox`]) and the client that delivers them ([`publisher`]). The contract is documented
 //! for consumers in `docs/mqtt.md` and as JSON Schema in `docs/schemas/`.
 
+mod inflight;
 pub mod journal;
 pub mod message;
 pub mod open_events;

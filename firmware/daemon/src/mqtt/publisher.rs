@@ -29,7 +29,6 @@
 //! and re-publishes every un-acknowledged outbox message in order. A message whose PUBACK was
 //! lost is therefore delivered twice; consumers de-duplicate on `id`.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +45,7 @@ use rumqttc::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::inflight::{InFlight, Surprise, Tag};
 use super::message::{
     health_topic, status_topic, validate_topic_part, BrokerState, EventMessage, Health,
     MessageError, TopicError, STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED,
@@ -468,11 +468,7 @@ impl Publisher {
             connected_at: None,
             down_since: None,
             last_down_warning: None,
-            awaiting_outgoing: VecDeque::new(),
-            collided: None,
-            in_flight: HashMap::new(),
-            events_outstanding: 0,
-            last_submitted: 0,
+            in_flight: InFlight::default(),
             shutdown: None,
         };
         let coordinator = thread::Builder::new()
@@ -670,17 +666,6 @@ impl Publisher {
     }
 }
 
-/// What a publish handed to rumqttc was for.
-enum Tag {
-    Event {
-        seq: u64,
-        topic: String,
-        payload: Vec<u8>,
-    },
-    Status(&'static str),
-    Health,
-}
-
 struct ShutdownState {
     deadline: Instant,
     done: Sender<ShutdownReport>,
@@ -703,18 +688,8 @@ struct Coordinator {
     connected_at: Option<Instant>,
     down_since: Option<Instant>,
     last_down_warning: Option<Instant>,
-    /// Publishes handed to rumqttc whose `Outgoing::Publish(pkid)` has not been seen yet, in
-    /// request order.
-    awaiting_outgoing: VecDeque<Tag>,
-    /// A publish whose packet id collided (rumqttc reports `AwaitAck`); its
-    /// `Outgoing::Publish` comes later, out of queue order.
-    collided: Option<Tag>,
-    /// QoS 1 publishes on the wire, by packet id, waiting for PUBACK.
-    in_flight: HashMap<u16, Tag>,
-    /// Event publishes in `awaiting_outgoing`, `collided` and `in_flight`.
-    events_outstanding: usize,
-    /// Highest outbox sequence handed to rumqttc on this connection (0: none yet).
-    last_submitted: u64,
+    /// What each packet id handed to rumqttc carries, until its PUBACK.
+    in_flight: InFlight,
     shutdown: Option<ShutdownState>,
 }
 
@@ -790,73 +765,29 @@ impl Coordinator {
                 }
                 self.set_connected(true);
                 self.connected_at = Some(Instant::now());
-                self.forget_in_flight();
+                self.in_flight.forget();
                 let online = STATUS_ONLINE;
                 self.publish_status(online);
             }
             IoEvent::Mqtt(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                let tag = self
-                    .collided
-                    .take()
-                    .or_else(|| self.awaiting_outgoing.pop_front());
-                match tag {
-                    None => warn!("MQTT: rumqttc sent a publish (packet id {pkid}) this publisher did not request"),
-                    // QoS 0 (health): nothing will acknowledge it.
-                    Some(_) if pkid == 0 => {}
-                    Some(tag) => {
-                        if let Some(old) = self.in_flight.insert(pkid, tag) {
-                            // Cannot happen while the window is below rumqttc's in-flight limit;
-                            // if it does, the old message is simply re-sent on the next
-                            // reconnect (it stays in the outbox).
-                            warn!("MQTT: packet id {pkid} reused while still in flight");
-                            if matches!(old, Tag::Event { .. }) {
-                                self.events_outstanding = self.events_outstanding.saturating_sub(1);
-                            }
-                        }
+                match self.in_flight.written(pkid) {
+                    Ok(()) => {}
+                    Err(Surprise::Unrequested { pkid }) => warn!(
+                        "MQTT: rumqttc sent a publish (packet id {pkid}) this publisher did not request"
+                    ),
+                    // Cannot happen while the window is below rumqttc's in-flight limit; if it
+                    // does, the old message is simply re-sent on the next reconnect (it stays in
+                    // the outbox).
+                    Err(Surprise::Reused { pkid }) => {
+                        warn!("MQTT: packet id {pkid} reused while still in flight")
                     }
                 }
             }
             IoEvent::Mqtt(Event::Outgoing(Outgoing::AwaitAck(pkid))) => {
                 debug!("MQTT: packet id {pkid} collided; waiting for its acknowledgement");
-                self.collided = self.awaiting_outgoing.pop_front();
+                self.in_flight.collided();
             }
-            IoEvent::Mqtt(Event::Incoming(Packet::PubAck(ack))) => {
-                match self.in_flight.remove(&ack.pkid) {
-                    Some(Tag::Event {
-                        seq,
-                        topic,
-                        payload,
-                    }) => {
-                        self.events_outstanding = self.events_outstanding.saturating_sub(1);
-                        if let Err(e) = lock(&self.shared.outbox).ack(seq) {
-                            warn!("MQTT: event #{seq} was delivered but {e}");
-                        }
-                        debug!("MQTT: event #{seq} acknowledged by the broker");
-                        if let Some(tx) = lock(&self.shared.delivered).as_ref() {
-                            if tx
-                                .try_send(Delivered {
-                                    seq,
-                                    topic,
-                                    payload,
-                                })
-                                .is_err()
-                            {
-                                debug!("delivery notification for #{seq} dropped (nobody reading)");
-                            }
-                        }
-                    }
-                    Some(Tag::Status(s)) => {
-                        debug!("MQTT: status {s:?} acknowledged");
-                        if s == STATUS_STOPPED {
-                            if let Some(sd) = &mut self.shutdown {
-                                sd.stopped_acked = true;
-                            }
-                        }
-                    }
-                    Some(Tag::Health) => {}
-                    None => debug!("MQTT: PUBACK for unknown packet id {}", ack.pkid),
-                }
-            }
+            IoEvent::Mqtt(Event::Incoming(Packet::PubAck(ack))) => self.on_puback(ack.pkid),
             IoEvent::Mqtt(Event::Outgoing(Outgoing::Disconnect)) => {
                 self.set_connected(false);
                 if let Some(s) = &mut self.shutdown {
@@ -864,56 +795,89 @@ impl Coordinator {
                 }
             }
             IoEvent::Mqtt(_) => {}
-            IoEvent::Down { error, resume } => {
-                if self.connected {
-                    warn!(
-                        "MQTT connection to {} lost: {error}; events wait in the outbox until it is back",
-                        self.broker
-                    );
-                    if let Some(at) = self.connected_at.take() {
-                        debug!("MQTT connection lasted {:.1} s", at.elapsed().as_secs_f32());
-                    }
-                } else if self.down_since.is_none() {
-                    warn!(
-                        "MQTT cannot connect to {}: {error}; retrying with backoff",
-                        self.broker
-                    );
-                    self.last_down_warning = Some(Instant::now());
-                } else if match self.last_down_warning {
-                    None => true,
-                    Some(at) => at.elapsed() >= DOWN_WARNING_INTERVAL,
-                } {
-                    // A broker that stays away (or refuses our credentials) must stay visible in
-                    // the log without one line per attempt.
-                    let secs = self.down_since.map_or(0, |t| t.elapsed().as_secs());
-                    warn!(
-                        "MQTT still cannot connect to {} after {secs} s: {error}; {} event message(s) waiting in the outbox",
-                        self.broker,
-                        lock(&self.shared.outbox).depth()
-                    );
-                    self.last_down_warning = Some(Instant::now());
-                } else {
-                    debug!("MQTT still cannot connect to {}: {error}", self.broker);
-                }
-                if self.down_since.is_none() {
-                    self.down_since = Some(Instant::now());
-                }
-                self.set_connected(false);
-                self.forget_in_flight();
-                // The io thread may now clear rumqttc's queues and reconnect.
-                let _ = resume.send(());
-            }
+            IoEvent::Down { error, resume } => self.on_down(&error, &resume),
         }
     }
 
-    /// Everything handed to rumqttc on the previous connection is gone (clean session);
-    /// the outbox still has every un-acked message, to be re-sent from the oldest.
-    fn forget_in_flight(&mut self) {
-        self.awaiting_outgoing.clear();
-        self.collided = None;
-        self.in_flight.clear();
-        self.events_outstanding = 0;
-        self.last_submitted = 0;
+    /// The broker acknowledged `pkid`: an event leaves the outbox (and is reported as
+    /// delivered), `stopped` lets the shutdown go on.
+    fn on_puback(&mut self, pkid: u16) {
+        match self.in_flight.acknowledged(pkid) {
+            Some(Tag::Event {
+                seq,
+                topic,
+                payload,
+            }) => {
+                if let Err(e) = lock(&self.shared.outbox).ack(seq) {
+                    warn!("MQTT: event #{seq} was delivered but {e}");
+                }
+                debug!("MQTT: event #{seq} acknowledged by the broker");
+                if let Some(tx) = lock(&self.shared.delivered).as_ref() {
+                    if tx
+                        .try_send(Delivered {
+                            seq,
+                            topic,
+                            payload,
+                        })
+                        .is_err()
+                    {
+                        debug!("delivery notification for #{seq} dropped (nobody reading)");
+                    }
+                }
+            }
+            Some(Tag::Status(s)) => {
+                debug!("MQTT: status {s:?} acknowledged");
+                if s == STATUS_STOPPED {
+                    if let Some(sd) = &mut self.shutdown {
+                        sd.stopped_acked = true;
+                    }
+                }
+            }
+            Some(Tag::Health) => {}
+            None => debug!("MQTT: PUBACK for unknown packet id {}", pkid),
+        }
+    }
+
+    /// The connection failed, or an attempt to make one did: say so (without one line per
+    /// attempt while the broker stays away), then let the io thread reconnect.
+    fn on_down(&mut self, error: &str, resume: &Sender<()>) {
+        if self.connected {
+            warn!(
+                "MQTT connection to {} lost: {error}; events wait in the outbox until it is back",
+                self.broker
+            );
+            if let Some(at) = self.connected_at.take() {
+                debug!("MQTT connection lasted {:.1} s", at.elapsed().as_secs_f32());
+            }
+        } else if self.down_since.is_none() {
+            warn!(
+                "MQTT cannot connect to {}: {error}; retrying with backoff",
+                self.broker
+            );
+            self.last_down_warning = Some(Instant::now());
+        } else if match self.last_down_warning {
+            None => true,
+            Some(at) => at.elapsed() >= DOWN_WARNING_INTERVAL,
+        } {
+            // A broker that stays away (or refuses our credentials) must stay visible in
+            // the log without one line per attempt.
+            let secs = self.down_since.map_or(0, |t| t.elapsed().as_secs());
+            warn!(
+                "MQTT still cannot connect to {} after {secs} s: {error}; {} event message(s) waiting in the outbox",
+                self.broker,
+                lock(&self.shared.outbox).depth()
+            );
+            self.last_down_warning = Some(Instant::now());
+        } else {
+            debug!("MQTT still cannot connect to {}: {error}", self.broker);
+        }
+        if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+        }
+        self.set_connected(false);
+        self.in_flight.forget();
+        // The io thread may now clear rumqttc's queues and reconnect.
+        let _ = resume.send(());
     }
 
     fn publish_status(&mut self, status: &'static str) -> bool {
@@ -922,7 +886,7 @@ impl Coordinator {
             .try_publish(self.status_topic.clone(), QoS::AtLeastOnce, true, status)
         {
             Ok(()) => {
-                self.awaiting_outgoing.push_back(Tag::Status(status));
+                self.in_flight.requested(Tag::Status(status));
                 true
             }
             Err(e) => {
@@ -955,16 +919,16 @@ impl Coordinator {
                     true,
                     payload,
                 ) {
-                    Ok(()) => self.awaiting_outgoing.push_back(Tag::Health),
+                    Ok(()) => self.in_flight.requested(Tag::Health),
                     Err(e) => debug!("MQTT: health not queued ({e}); the next one will be"),
                 }
             }
         }
-        while self.events_outstanding < EVENT_WINDOW {
+        while self.in_flight.events() < EVENT_WINDOW {
             let next = {
                 let outbox = lock(&self.shared.outbox);
                 let next = outbox
-                    .pending_after(self.last_submitted)
+                    .pending_after(self.in_flight.last_submitted())
                     .next()
                     .map(|e| (e.seq, e.topic.to_owned(), e.payload.to_vec()));
                 next
@@ -978,22 +942,18 @@ impl Coordinator {
                 if let Err(e) = lock(&self.shared.outbox).ack(seq) {
                     warn!("{e}");
                 }
-                self.last_submitted = seq;
+                self.in_flight.skipped(seq);
                 continue;
             }
             match self
                 .client
                 .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
             {
-                Ok(()) => {
-                    self.awaiting_outgoing.push_back(Tag::Event {
-                        seq,
-                        topic,
-                        payload,
-                    });
-                    self.events_outstanding += 1;
-                    self.last_submitted = seq;
-                }
+                Ok(()) => self.in_flight.requested(Tag::Event {
+                    seq,
+                    topic,
+                    payload,
+                }),
                 Err(_) => {
                     // rumqttc's queue is full; the next notification from it retries.
                     break;
@@ -1006,7 +966,7 @@ impl Coordinator {
     fn progress_shutdown(&mut self) -> bool {
         let now = Instant::now();
         let connected = self.connected;
-        let all_delivered = self.events_outstanding == 0 && lock(&self.shared.outbox).depth() == 0;
+        let all_delivered = self.in_flight.events() == 0 && lock(&self.shared.outbox).depth() == 0;
         let Some(s) = &mut self.shutdown else {
             return false;
         };
