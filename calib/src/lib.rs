@@ -12,9 +12,9 @@
 pub mod int8;
 
 pub use int8::{
-    calibrate, AbsHistogram, CacheParseError, CalibrationCache, CalibrationMethod, HistogramPass,
-    Int8Error, Outcome, Percentile, RangePass, RangeStats, Scale, ScaleMethod, TensorCalibration,
-    TrtVersion,
+    calibrate, AbsHistogram, CacheParseError, CacheVersion, CalibrationCache, CalibrationMethod,
+    HistogramPass, Int8Error, Outcome, Percentile, RangePass, RangeStats, Scale, ScaleMethod,
+    TensorCalibration,
 };
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! TensorRT calibration cache: writer, parser and their errors.
 
 use vigil_calib::{
-    CacheParseError, CalibrationCache, CalibrationMethod, Int8Error, Scale, TrtVersion,
+    CacheParseError, CacheVersion, CalibrationCache, CalibrationMethod, Int8Error, Scale,
 };
 
 fn scale(bits: u32) -> Scale {
@@ -14,16 +14,19 @@ fn parse_err(text: &str) -> CacheParseError {
 
 #[test]
 fn versions_follow_tensorrts_two_encodings() {
-    assert_eq!(TrtVersion::new(8, 6, 1).unwrap().encoded(), 8601);
-    assert_eq!(TrtVersion::new(8, 6, 2).unwrap(), TrtVersion::TRT_8_6_2);
-    assert_eq!(TrtVersion::new(8, 5, 2).unwrap(), TrtVersion::TRT_8_5_2);
-    assert_eq!(TrtVersion::new(10, 3, 0).unwrap(), TrtVersion::TRT_10_3_0);
-    assert_eq!(TrtVersion::new(10, 13, 2).unwrap().encoded(), 101302);
-    assert_eq!(TrtVersion::new(7, 1, 3).unwrap().encoded(), 7103);
-    assert_eq!(TrtVersion::TRT_10_3_0.parts(), Some((10, 3, 0)));
-    assert_eq!(TrtVersion::from_encoded(8601).parts(), Some((8, 6, 1)));
-    assert_eq!(TrtVersion::from_encoded(42).parts(), None);
-    assert_eq!(TrtVersion::TRT_10_3_0.to_string(), "10.3.0");
+    assert_eq!(CacheVersion::new(8, 6, 1).unwrap().encoded(), 8601);
+    assert_eq!(CacheVersion::new(8, 6, 2).unwrap(), CacheVersion::TRT_8_6_2);
+    assert_eq!(CacheVersion::new(8, 5, 2).unwrap(), CacheVersion::TRT_8_5_2);
+    assert_eq!(
+        CacheVersion::new(10, 3, 0).unwrap(),
+        CacheVersion::TRT_10_3_0
+    );
+    assert_eq!(CacheVersion::new(10, 13, 2).unwrap().encoded(), 101302);
+    assert_eq!(CacheVersion::new(7, 1, 3).unwrap().encoded(), 7103);
+    assert_eq!(CacheVersion::TRT_10_3_0.parts(), Some((10, 3, 0)));
+    assert_eq!(CacheVersion::from_encoded(8601).parts(), Some((8, 6, 1)));
+    assert_eq!(CacheVersion::from_encoded(42).parts(), None);
+    assert_eq!(CacheVersion::TRT_10_3_0.to_string(), "10.3.0");
     for (a, b, c) in [
         (8, 10, 0),
         (10, 100, 0),
@@ -33,7 +36,7 @@ fn versions_follow_tensorrts_two_encodings() {
     ] {
         assert!(
             matches!(
-                TrtVersion::new(a, b, c),
+                CacheVersion::new(a, b, c),
                 Err(Int8Error::InvalidVersion { .. })
             ),
             "{a}.{b}.{c}"
@@ -44,7 +47,7 @@ fn versions_follow_tensorrts_two_encodings() {
 #[test]
 fn writes_the_tensorrt_format_sorted_by_name() {
     let mut cache = CalibrationCache::new(
-        TrtVersion::TRT_8_6_2,
+        CacheVersion::TRT_8_6_2,
         CalibrationMethod::EntropyCalibration2,
     );
     cache.insert("output", scale(0x40b7_daf4)).unwrap();
@@ -68,7 +71,7 @@ fn writes_the_tensorrt_format_sorted_by_name() {
 #[test]
 fn every_header_round_trips() {
     for method in CalibrationMethod::ALL {
-        for version in [TrtVersion::TRT_8_5_2, TrtVersion::TRT_10_3_0] {
+        for version in [CacheVersion::TRT_8_5_2, CacheVersion::TRT_10_3_0] {
             let mut cache = CalibrationCache::new(version, method);
             cache.insert("a", scale(0x3f80_0000)).unwrap();
             cache.insert("b:0", scale(0x7f7f_ffff)).unwrap();
@@ -79,7 +82,10 @@ fn every_header_round_trips() {
             assert_eq!(back.to_string(), text);
         }
     }
-    let empty = CalibrationCache::new(TrtVersion::TRT_8_6_2, CalibrationMethod::MinMaxCalibration);
+    let empty = CalibrationCache::new(
+        CacheVersion::TRT_8_6_2,
+        CalibrationMethod::MinMaxCalibration,
+    );
     assert_eq!(empty.to_string(), "TRT-8602-MinMaxCalibration\n");
     assert_eq!(CalibrationCache::parse(&empty.to_string()).unwrap(), empty);
 }
@@ -93,7 +99,7 @@ fn reads_what_other_writers_produce() {
                 input_1:0: 3d0b7086\r\n\
                 alpha: 1";
     let cache = CalibrationCache::parse(text).unwrap();
-    assert_eq!(cache.version(), TrtVersion::from_encoded(8601));
+    assert_eq!(cache.version(), CacheVersion::from_encoded(8601));
     assert_eq!(cache.method(), CalibrationMethod::EntropyCalibration2);
     assert_eq!(cache.len(), 3);
     assert_eq!(cache.get("zeta"), Some(scale(0x3c01_0a14)));
@@ -224,7 +230,7 @@ fn entry_errors_name_the_line() {
 #[test]
 fn insert_rejects_what_the_format_cannot_carry() {
     let mut cache = CalibrationCache::new(
-        TrtVersion::TRT_8_6_2,
+        CacheVersion::TRT_8_6_2,
         CalibrationMethod::EntropyCalibration2,
     );
     for name in ["", "two\nlines", "cr\r", " lead", "trail ", "tab\there"] {

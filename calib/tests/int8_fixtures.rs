@@ -4,8 +4,8 @@
 use serde::Deserialize;
 use vigil_calib::int8::{HISTOGRAM_BINS, INT8_LEVELS};
 use vigil_calib::{
-    calibrate, AbsHistogram, CalibrationCache, CalibrationMethod, Outcome, Percentile, RangePass,
-    ScaleMethod, TrtVersion,
+    calibrate, AbsHistogram, CacheVersion, CalibrationCache, CalibrationMethod, Outcome,
+    Percentile, RangePass, ScaleMethod,
 };
 
 #[derive(Deserialize)]
@@ -271,7 +271,7 @@ fn calibration_goes_into_a_cache_that_reads_back() {
     let scales = pass2.calibrate(ScaleMethod::Entropy);
     assert_eq!(scales.len(), raw.len());
     let cache = CalibrationCache::from_calibrations(
-        TrtVersion::TRT_10_3_0,
+        CacheVersion::TRT_10_3_0,
         CalibrationMethod::EntropyCalibration2,
         &scales,
     )

@@ -33,17 +33,20 @@ use thiserror::Error;
 use super::scale::{Scale, TensorCalibration};
 use super::{check_tensor_name, Int8Error};
 
-/// TensorRT's integer version as it appears in the cache header.
+/// TensorRT's integer version as it appears in the cache header (`NV_TENSORRT_VERSION`, in the
+/// encoding of that release; see the module docs). Not the version a running TensorRT reports,
+/// which is `vigil_tensorrt::TrtVersion`: this is a code in a file, which may use an encoding
+/// this code does not know ([`CacheVersion::from_encoded`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TrtVersion(u32);
+pub struct CacheVersion(u32);
 
-impl TrtVersion {
+impl CacheVersion {
     /// TensorRT 8.5.2, JetPack 5.1.x (Xavier and Orin).
-    pub const TRT_8_5_2: TrtVersion = TrtVersion(8502);
+    pub const TRT_8_5_2: CacheVersion = CacheVersion(8502);
     /// TensorRT 8.6.2, JetPack 6.0.
-    pub const TRT_8_6_2: TrtVersion = TrtVersion(8602);
+    pub const TRT_8_6_2: CacheVersion = CacheVersion(8602);
     /// TensorRT 10.3.0, JetPack 6.1 and 6.2.
-    pub const TRT_10_3_0: TrtVersion = TrtVersion(100_300);
+    pub const TRT_10_3_0: CacheVersion = CacheVersion(100_300);
 
     /// Encodes `major.minor.patch` the way that TensorRT release does (see the module docs).
     pub fn new(major: u32, minor: u32, patch: u32) -> Result<Self, Int8Error> {
@@ -89,7 +92,7 @@ impl TrtVersion {
     }
 }
 
-impl fmt::Display for TrtVersion {
+impl fmt::Display for CacheVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.parts() {
             Some((a, b, c)) => write!(f, "{a}.{b}.{c}"),
@@ -185,13 +188,13 @@ pub enum CacheParseError {
 /// A TensorRT calibration cache: header plus one scale per tensor, sorted by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalibrationCache {
-    version: TrtVersion,
+    version: CacheVersion,
     method: CalibrationMethod,
     scales: BTreeMap<String, Scale>,
 }
 
 impl CalibrationCache {
-    pub fn new(version: TrtVersion, method: CalibrationMethod) -> Self {
+    pub fn new(version: CacheVersion, method: CalibrationMethod) -> Self {
         Self {
             version,
             method,
@@ -202,7 +205,7 @@ impl CalibrationCache {
     /// A cache holding the scales of `calibrations` (for instance
     /// [`crate::int8::HistogramPass::calibrate`]'s result).
     pub fn from_calibrations<'a, I>(
-        version: TrtVersion,
+        version: CacheVersion,
         method: CalibrationMethod,
         calibrations: I,
     ) -> Result<Self, Int8Error>
@@ -216,7 +219,7 @@ impl CalibrationCache {
         Ok(cache)
     }
 
-    pub fn version(&self) -> TrtVersion {
+    pub fn version(&self) -> CacheVersion {
         self.version
     }
 
@@ -317,7 +320,7 @@ impl CalibrationCache {
     }
 }
 
-fn parse_header(header: &str) -> Result<(TrtVersion, CalibrationMethod), CacheParseError> {
+fn parse_header(header: &str) -> Result<(CacheVersion, CalibrationMethod), CacheParseError> {
     let bad = |reason: String| CacheParseError::BadHeader {
         line: 1,
         found: header.to_owned(),
@@ -341,7 +344,7 @@ fn parse_header(header: &str) -> Result<(TrtVersion, CalibrationMethod), CachePa
              EntropyCalibration, MinMaxCalibration, LegacyCalibration)"
         ))
     })?;
-    Ok((TrtVersion::from_encoded(version), method))
+    Ok((CacheVersion::from_encoded(version), method))
 }
 
 /// 1 to 8 hex digits, nothing else (`u32::from_str_radix` alone would accept a leading `+`).

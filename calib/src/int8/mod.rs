@@ -66,7 +66,7 @@ mod entropy;
 mod histogram;
 mod scale;
 
-pub use cache::{CacheParseError, CalibrationCache, CalibrationMethod, TrtVersion};
+pub use cache::{CacheParseError, CacheVersion, CalibrationCache, CalibrationMethod};
 pub use entropy::{entropy_threshold, EntropyChoice, EPSILON, INT8_LEVELS};
 pub use histogram::{AbsHistogram, HistogramPass, RangePass, RangeStats, HISTOGRAM_BINS};
 pub use scale::{calibrate, Outcome, Percentile, Scale, ScaleMethod, TensorCalibration};

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use vigil_calib::int8::{CalibrationCache, CalibrationMethod, TrtVersion};
+use vigil_calib::int8::{CacheVersion, CalibrationCache, CalibrationMethod};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -118,7 +118,7 @@ fn collect_calibrate_and_simulate_int8() {
     ]));
     let text = std::fs::read_to_string(pkg.join("calib.cache")).unwrap();
     let cache = CalibrationCache::parse(&text).unwrap();
-    assert_eq!(cache.version(), TrtVersion::new(8, 6, 2).unwrap());
+    assert_eq!(cache.version(), CacheVersion::new(8, 6, 2).unwrap());
     assert_eq!(cache.method(), CalibrationMethod::EntropyCalibration2);
     assert!(text.starts_with("TRT-8602-EntropyCalibration2\n"), "{text}");
     assert!(cache.len() > 20, "{} tensors", cache.len());

@@ -19,8 +19,8 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use vigil_calib::int8::{
-    CalibrationCache, CalibrationMethod, HistogramPass, Percentile, RangePass, ScaleMethod,
-    TrtVersion,
+    CacheVersion, CalibrationCache, CalibrationMethod, HistogramPass, Percentile, RangePass,
+    ScaleMethod,
 };
 use vigil_engine::analyzer::Analyzer;
 use vigil_engine::backend::probe::{fake_quantize, Activation, ActivationHook, ProbeBackend};
@@ -62,7 +62,7 @@ pub struct Int8Args {
 }
 
 /// Parses "MAJOR.MINOR.PATCH".
-pub fn parse_trt_version(s: &str) -> Result<TrtVersion> {
+pub fn parse_trt_version(s: &str) -> Result<CacheVersion> {
     let parts: Vec<&str> = s.split('.').collect();
     let [a, b, c] = parts.as_slice() else {
         bail!("TensorRT version {s:?} must be MAJOR.MINOR.PATCH, e.g. 10.3.0 or 8.6.2");
@@ -71,7 +71,7 @@ pub fn parse_trt_version(s: &str) -> Result<TrtVersion> {
         p.parse()
             .with_context(|| format!("TensorRT version {s:?}: {p:?} is not a number"))
     };
-    Ok(TrtVersion::new(n(a)?, n(b)?, n(c)?)?)
+    Ok(CacheVersion::new(n(a)?, n(b)?, n(c)?)?)
 }
 
 fn parse_method(name: &str, percentile: f64) -> Result<(ScaleMethod, CalibrationMethod)> {
