@@ -23,6 +23,8 @@ if [ "$mode" = test ]; then
   # TLS tests make their certificates with openssl; the full-disk test mounts a tmpfs with unshare.
   command -v openssl >/dev/null || need_apt+=(openssl)
   command -v unshare >/dev/null || need_apt+=(util-linux)
+  # The TensorRT shim is compiled against the real headers in the tests (C and C++).
+  command -v c++ >/dev/null || need_apt+=(g++)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]}"
@@ -39,10 +41,13 @@ if [ "$mode" = test ]; then
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c "import torch, numpy, onnx, sklearn, scipy, cv2" 2>/dev/null; then
+  reqs=(-r "$root/engine/zoo/requirements.txt" -r "$root/engine/tests/fixtures/scoring/requirements.txt"
+        -r "$root/engine/tensorrt/requirements.txt")
+  if ! "$venv/bin/python" -c "import torch, numpy, onnx, sklearn, scipy, cv2" 2>/dev/null \
+     || ! compgen -G "$venv/lib/python3*/site-packages/nvidia/cuda_nvcc/include/crt/host_defines.h" >/dev/null; then
     echo "bootstrap: installing Python packages into .venv (PyTorch is large; this takes a few minutes once)"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q -r "$root/engine/zoo/requirements.txt" -r "$root/engine/tests/fixtures/scoring/requirements.txt"
+    "$venv/bin/pip" install -q "${reqs[@]}"
   fi
 fi
 echo "bootstrap ($mode): ready"

@@ -1,10 +1,11 @@
 // vigil_trt.cpp: the TensorRT implementation of vigil_trt.h (see that file for the contract).
 //
 // Written against the TensorRT 10.x C++ API (nvinfer1 / nvonnxparser) with `#if` branches for
-// 8.6, the version JetPack 6.0 ships. It is compiled only by build.rs with the cargo feature
-// `native`. Where it was written there was no TensorRT or CUDA: tests/abi_layout.rs syntax-checks
-// it against hand-written stub declarations (tests/trt_stub), but it has never been compiled
-// against the real headers nor run; see docs/tensorrt.md "Verified where".
+// 8.5 and 8.6, the versions JetPack 5.1 and 6.0 ship. It is compiled by build.rs with the cargo
+// feature `native`. tests/abi_layout.rs compiles it in every test run against the real headers of
+// TensorRT 8.5.3, 8.6.1, 10.3.0 and 10.16.0 and the CUDA 12.6 runtime headers, with -Wall -Wextra
+// -Werror; it has not been linked against the full TensorRT library nor run on a GPU here (see
+// docs/tensorrt.md "Verified where").
 //
 // Rules kept throughout: every entry point is noexcept and funnels through guarded(), so no C++
 // exception crosses the C ABI; TensorRT objects are held in std::unique_ptr (plain `delete` is the
@@ -31,7 +32,7 @@
 #error "vigil_trt.cpp needs TensorRT >= 8.5: it uses the name-based I/O API (setTensorAddress, enqueueV3)"
 #endif
 #if NV_TENSORRT_MAJOR > 10
-#error "vigil_trt.cpp targets TensorRT 8.6 and 10.x; review the INT8 calibrator and BuilderFlag use before building against a newer major version"
+#error "vigil_trt.cpp targets TensorRT 8.5, 8.6 and 10.x; review the INT8 calibrator and BuilderFlag use before building against a newer major version"
 #endif
 
 // The INT8 calibrator interface is deprecated in TensorRT 10 (explicit quantization is preferred)

@@ -1,9 +1,15 @@
-//! The TensorRT binding against its test double (and the real library where present).
+//! The TensorRT binding: the C header against the Rust declarations, the shim against the real
+//! TensorRT headers, and the safe layer against the test double.
 //!
 //! One test binary for the crate's integration tests (`autotests = false` in Cargo.toml): one
 //! link instead of one per file, and one ~100 MB executable on disk instead of several.
 
 mod abi_layout;
+// These drive the test double (`vigil_tensorrt::double`), which a `native` build does not link;
+// on a device, `vigil engine selftest` takes their place.
+#[cfg(vigil_trt_double)]
 mod build_cache;
+#[cfg(vigil_trt_double)]
 mod common;
+#[cfg(vigil_trt_double)]
 mod runtime_backend;

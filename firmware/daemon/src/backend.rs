@@ -69,6 +69,7 @@ pub fn build_options(
     Ok(o)
 }
 
+/// Refuses, with the fix, in a build without TensorRT (one that links the shim's test double).
 pub fn require_native() -> Result<()> {
     if !vigil_tensorrt::NATIVE {
         bail!(

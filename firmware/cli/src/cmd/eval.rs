@@ -12,12 +12,12 @@ use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
 use vigil_engine::recipe::MAX_COMPONENTS;
-use vigil_engine::scoring::default_normalizer;
-use vigil_engine::scoring::{eer, roc_auc, Normalizer, NormalizerConfig};
+use vigil_engine::scoring::{default_normalizer, eer, roc_auc, Normalizer, NormalizerConfig};
 
 /// `vigil eval`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
+    /// Model package directory (e.g. engine/models/ped2-bdfi).
     #[arg(long)]
     model: PathBuf,
     /// Dataset root (e.g. ../shared/datasets/ped2; its `testing` split is used) or split dir.

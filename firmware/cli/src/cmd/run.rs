@@ -1,5 +1,5 @@
-//! `vigil run` (what systemd starts) and `vigil check` (the checks `run` makes before it
-//! connects, and nothing else).
+//! `vigil run`: the daemon, what systemd starts. Its configuration loading is shared with
+//! `vigil check`.
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use vigil_daemon::config::Config;
 
 #[derive(clap::Args, Debug)]
 pub struct ConfigArg {
+    /// The configuration file (every key: docs/configuration.md).
     #[arg(long, short, default_value = "/etc/vigil/vigil.toml")]
     pub config: PathBuf,
 }
