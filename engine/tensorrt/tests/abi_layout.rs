@@ -204,10 +204,7 @@ fn header_matches_the_rust_declarations() {
 const HEADER_SETS: [&str; 4] = ["8.5.3", "8.6.1", "10.3.0", "10.16.0"];
 
 fn tensorrt_headers(version: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/third_party/tensorrt")
-        .join(version)
-        .join("include");
+    let dir = crate::third_party_tensorrt().join(version).join("include");
     assert!(
         dir.join("NvInfer.h").is_file(),
         "{} has no NvInfer.h: the TensorRT headers come with ../shared (third_party/tensorrt)",

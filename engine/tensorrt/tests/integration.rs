@@ -14,3 +14,9 @@ mod build_cache;
 mod common;
 #[cfg(vigil_trt_double)]
 mod runtime_backend;
+
+/// `../shared/third_party/tensorrt`: NVIDIA's public headers of each JetPack's TensorRT and the
+/// ONNX parser's operator tables (its README says where each comes from).
+fn third_party_tensorrt() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/third_party/tensorrt")
+}

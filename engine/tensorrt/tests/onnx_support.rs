@@ -22,7 +22,7 @@ fn repo() -> PathBuf {
 }
 
 fn table(name: &'static str, file: &str) -> Table {
-    let path = repo().join("../shared/third_party/tensorrt").join(file);
+    let path = crate::third_party_tensorrt().join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; the parser tables come with ../shared",

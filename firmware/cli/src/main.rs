@@ -106,10 +106,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<()> {
         Cmd::Check(args) => cmd::check::run(args),
         Cmd::Demo(args) => cmd::demo::run(args),
         Cmd::Eval(args) => cmd::eval::run(args),
-        Cmd::Bench(args) => {
-            warn_if_debug_build("bench");
-            cmd::bench::run(args)
-        }
+        Cmd::Bench(args) => cmd::bench::run(args),
         Cmd::Engine { cmd: sub } => cmd::engine::run(sub),
         Cmd::Dataset { cmd: sub } => cmd::dataset::run(sub),
         Cmd::Calib { cmd: sub } => cmd::calib::run(sub),

@@ -51,6 +51,7 @@ fn report(stage: &'static str, mut d: Vec<Duration>) -> StageReport {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    crate::warn_if_debug_build("bench");
     let pkg = ModelPackage::load(&args.model)?;
     let files = vigil_daemon::source::dir::list_frames(&args.frames)?;
     let geo = pkg.manifest.input;
