@@ -4,7 +4,8 @@
         --out-dir engine/models/ped2-bdfi --sample-data engine/zoo/data/ped2-test-128x192 [--tract]
 
 1. exports ONNX (opset 17, static shapes, inputs prev/next, outputs frame/mem_err/flow, no dynamic
-   axes, constant folding, weights embedded in the file);
+   axes, constant folding, weights embedded in the file), with the sampler's gather indices as
+   INT32 so that TensorRT 8.x (JetPack 5.1, 6.0) can parse it;
 2. checks the graph with onnx.checker and runs it in onnxruntime against PyTorch on real test
    triplets (or random frames) and prints the max abs difference per output;
 3. optionally (--tract) runs it in the Rust tract backend through the `onnx_run` example and
@@ -25,8 +26,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_bdfi import load_checkpoint  # noqa: E402
-from zoo_common import (REPO, export_arg_parser, manifest_head, onnx_interface,  # noqa: E402
-                        provenance_lines, save_manifest, sha256_file, train_provenance)
+from zoo_common import (REPO, export_arg_parser, int32_gather_indices, manifest_head,  # noqa: E402
+                        onnx_interface, provenance_lines, save_manifest, sha256_file, train_provenance)
 TOL = 1e-4
 OUTPUTS = ("frame", "mem_err", "flow")  # the order of BDFI.forward
 
@@ -58,6 +59,8 @@ def export_onnx(model, path, h, w, opset):
     torch.onnx.export(model, dummy, path, input_names=["prev", "next"],
                       output_names=list(OUTPUTS), opset_version=opset,
                       do_constant_folding=True, dynamic_axes=None, dynamo=False)
+    n = int32_gather_indices(path)  # TensorRT 8.x has no INT64 (docs/tensorrt.md)
+    print(f"gather indices: {n} casts to INT64 rewritten as INT32")
     for m in model.modules():  # the checks below compare against the trained (GridSample) model
         if isinstance(m, Warp):
             m.gather = False

@@ -242,6 +242,51 @@ def onnx_interface(path, forbidden_ops=()):
     return ins, outs
 
 
+def int32_gather_indices(path):
+    """Rewrites, in place, every Cast to INT64 whose result only becomes the indices of a
+    GatherElements (through Reshape/Expand, which keep the type) into a Cast to INT32; returns
+    how many. TensorRT 8.x (JetPack 5.1 and 6.0) has no INT64 tensors and its ONNX parser
+    refuses such casts, while GatherElements takes INT32 indices as well; PyTorch's gather
+    only takes int64, so the export cannot write INT32 itself. The indices are whole numbers
+    far below 2^31, so every output is bit-identical. Any other INT64 cast is left alone (and
+    the operator check of engine/tensorrt/tests/onnx_support.rs reports it)."""
+    import onnx
+    from onnx import TensorProto
+    m = onnx.load(path)
+    consumers = {}
+    for n in m.graph.node:
+        for i, name in enumerate(n.input):
+            consumers.setdefault(name, []).append((n, i))
+
+    def only_gather_indices(tensor):
+        uses = consumers.get(tensor, [])
+        if not uses or tensor in {o.name for o in m.graph.output}:
+            return False
+        for node, slot in uses:
+            if node.op_type == "GatherElements" and slot == 1:
+                continue
+            if node.op_type in ("Reshape", "Expand") and slot == 0:
+                if only_gather_indices(node.output[0]):
+                    continue
+            return False
+        return True
+
+    changed = 0
+    for n in m.graph.node:
+        if n.op_type != "Cast":
+            continue
+        to = next(a for a in n.attribute if a.name == "to")
+        if to.i == TensorProto.INT64 and only_gather_indices(n.output[0]):
+            to.i = TensorProto.INT32
+            changed += 1
+    if changed:
+        del m.graph.value_info[:]  # stale INT64 annotations; shape inference redoes them
+        m = onnx.shape_inference.infer_shapes(m, check_type=True, strict_mode=True)
+        onnx.checker.check_model(m, full_check=True)
+        onnx.save(m, path)
+    return changed
+
+
 def save_checkpoint(path, ckpt):
     """torch.save through a temporary file, so an interrupted save never leaves a torn checkpoint."""
     import torch

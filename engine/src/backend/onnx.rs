@@ -44,6 +44,41 @@ pub fn read_interface(path: &Path) -> Result<OnnxInterface, String> {
     })
 }
 
+/// One operator of an ONNX graph, as much of it as a deployment target's operator table needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxNode {
+    pub op_type: String,
+    pub name: String,
+    /// For `Cast`: the target element type, as ONNX numbers it (`TensorProto.DataType`).
+    pub cast_to: Option<i32>,
+}
+
+/// The default-domain opset and every node of `path`'s main graph, in file order.
+pub fn read_nodes(path: &Path) -> Result<(Option<i64>, Vec<OnnxNode>), String> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| format!("not a readable ONNX model ({e})"))?;
+    let graph = proto.graph.as_ref().ok_or("the ONNX file has no graph")?;
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version);
+    let nodes = graph
+        .node
+        .iter()
+        .map(|n| OnnxNode {
+            op_type: n.op_type.clone(),
+            name: n.name.clone(),
+            cast_to: (n.op_type == "Cast")
+                .then(|| n.attribute.iter().find(|a| a.name == "to"))
+                .flatten()
+                .map(|a| a.i as i32),
+        })
+        .collect();
+    Ok((opset, nodes))
+}
+
 fn shape_of(v: &pb::ValueInfoProto) -> Vec<usize> {
     use pb::tensor_shape_proto::dimension::Value;
     use pb::type_proto::Value as T;

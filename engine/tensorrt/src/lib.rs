@@ -24,6 +24,7 @@ mod context;
 mod engine;
 mod error;
 pub mod ffi;
+pub mod onnx_support;
 mod runtime;
 
 #[cfg(vigil_trt_double)]

@@ -101,6 +101,7 @@ pub fn analyzer(
     require_native()?;
     let opts = build_options(pkg, *precision, *dla, *workspace_mb)?;
     let rt = TrtRuntime::new(0)?;
+    warn_parser_refusals(pkg, rt.info().trt_version);
     let cache = EngineCache::open(engine_dir)?;
     let prepared = load_or_build(&rt, &cache, &opts, log_progress)?;
     let m = &pkg.manifest;
@@ -117,6 +118,25 @@ pub fn analyzer(
         }
     );
     Ok(Analyzer::with_backend(pkg, Box::new(backend), max_gap)?)
+}
+
+/// Says, before minutes of engine building, which nodes the ONNX parser's operator table of
+/// this TensorRT does not take (an INT64 cast on 8.x, an opset too new): the build would end in
+/// a parser error far less clear than this.
+fn warn_parser_refusals(pkg: &ModelPackage, version: vigil_tensorrt::TrtVersion) {
+    let Some(table) = vigil_tensorrt::onnx_support::ParserTable::for_version(version) else {
+        return;
+    };
+    match table.table().check_file(&pkg.onnx_path()) {
+        Ok(r) if r.is_empty() => {}
+        Ok(r) => log::warn!(
+            "model {}: the ONNX parser of TensorRT {version} does not take {} node(s): {}; the engine build will likely fail: re-export the model without them (docs/tensorrt.md)",
+            pkg.manifest.name,
+            r.len(),
+            r.join("; ")
+        ),
+        Err(e) => log::warn!("model {}: {e}", pkg.manifest.name),
+    }
 }
 
 fn log_progress(ev: &BuildEvent) -> bool {

@@ -15,6 +15,39 @@ pub fn run(args: ConfigArg) -> Result<()> {
             None => println!("camera {}: device busy, not opened (see above)", cam.name),
         }
     }
+    for cam in &cfg.cameras {
+        print_engine_readiness(&cam.name, &cam.model);
+    }
     println!("{}: OK", config.display());
     Ok(())
+}
+
+/// Whether each JetPack's TensorRT can build an engine of the camera's model, by the ONNX
+/// parser's operator tables: worth knowing on a CPU box before the package is copied to a
+/// Jetson. A warning, not a failure: the CPU backend runs every package.
+fn print_engine_readiness(camera: &str, model: &std::path::Path) {
+    use vigil_tensorrt::onnx_support::ParserTable;
+    let onnx = match vigil_engine::package::ModelPackage::load(model) {
+        Ok(p) => p.onnx_path(),
+        Err(_) => return, // preflight has already reported the package
+    };
+    let mut ready = Vec::new();
+    for t in ParserTable::ALL {
+        match t.table().check_file(&onnx) {
+            Ok(r) if r.is_empty() => ready.push(t.label()),
+            Ok(r) => log::warn!(
+                "camera {camera}: {} cannot build an engine of {}: {}",
+                t.label(),
+                model.display(),
+                r.join("; ")
+            ),
+            Err(e) => log::warn!("camera {camera}: {}: {e}", onnx.display()),
+        }
+    }
+    if !ready.is_empty() {
+        println!(
+            "camera {camera}: model ONNX accepted by {}",
+            ready.join(", ")
+        );
+    }
 }

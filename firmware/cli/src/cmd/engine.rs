@@ -69,6 +69,7 @@ pub fn build(args: &BuildArgs) -> Result<()> {
     }
     require_native()?;
     let rt = TrtRuntime::new(0)?;
+    print_runtime(&rt);
     let cache = EngineCache::open(&args.cache_dir)?;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -114,9 +115,28 @@ pub struct SelftestArgs {
 
 /// `vigil engine selftest`: the engine and the CPU backend on the same real window; prints the
 /// largest difference per output and fails beyond the tolerance.
+/// One line naming the TensorRT and GPU found; engines are tied to both.
+fn print_runtime(rt: &TrtRuntime) {
+    let i = rt.info();
+    println!(
+        "TensorRT {} (shim compiled against {}), CUDA runtime {}.{}, GPU {} sm_{}{}{}, {} DLA core(s)",
+        i.trt_version,
+        i.compiled_against,
+        i.cuda_runtime.0,
+        i.cuda_runtime.1,
+        i.cuda_device,
+        i.sm.0,
+        i.sm.1,
+        if i.integrated { " (integrated, Jetson)" } else { "" },
+        i.dla_cores
+    );
+}
+
 pub fn selftest(args: &SelftestArgs) -> Result<()> {
     require_native()?;
     let pkg = ModelPackage::load(&args.model)?;
+    // What the box has, first: a selftest result means little without the TensorRT it ran on.
+    print_runtime(&TrtRuntime::new(0)?);
     let backend = BackendConfig::Tensorrt {
         precision: args.precision,
         dla: args.dla,
