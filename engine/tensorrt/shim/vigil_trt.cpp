@@ -15,7 +15,9 @@
 #include "vigil_trt.h"
 
 #include <NvInfer.h>
+#ifndef VTRT_RUNTIME_ONLY
 #include <NvOnnxParser.h>
+#endif
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -269,6 +271,18 @@ uint32_t vtrt_abi_version(void) { return VTRT_ABI_VERSION; }
 
 void vtrt_set_logger(vtrt_log_fn fn) { g_log.store(fn, std::memory_order_release); }
 
+void vtrt_library_version(int32_t* major, int32_t* minor, int32_t* patch) {
+    // getInferLibVersion() reports the library actually loaded. Its encoding changed: 8.x is
+    // major*1000 + minor*100 + patch, 10.x is (major*100 + minor)*100 + patch (see the comment
+    // above its declaration in NvInferRuntimeBase.h of each version).
+    int32_t const v = getInferLibVersion();
+    int32_t const ma = v >= 10000 ? v / 10000 : v / 1000;
+    int32_t const mi = v >= 10000 ? (v / 100) % 100 : (v / 100) % 10;
+    if (major != nullptr) *major = ma;
+    if (minor != nullptr) *minor = mi;
+    if (patch != nullptr) *patch = v % 100;
+}
+
 int32_t vtrt_runtime_create(int32_t cuda_device, vtrt_runtime** out, char* err, size_t err_len) {
     return guarded(err, err_len, [&]() -> int32_t {
         if (out == nullptr) {
@@ -300,18 +314,7 @@ int32_t vtrt_runtime_create(int32_t cuda_device, vtrt_runtime** out, char* err, 
             return fail(err, err_len, VTRT_E_INTERNAL, with_trt_reason("createInferRuntime failed"));
         }
         vtrt_device_info& info = rt->info;
-        // getInferLibVersion() reports the library actually loaded. Its encoding changed: 8.x is
-        // major*1000 + minor*100 + patch, 10.x is (major*100 + minor)*100 + patch (see the
-        // comment above its declaration in NvInferRuntimeBase.h of each version).
-        int32_t const v = getInferLibVersion();
-        if (v >= 10000) {
-            info.trt_major = v / 10000;
-            info.trt_minor = (v / 100) % 100;
-        } else {
-            info.trt_major = v / 1000;
-            info.trt_minor = (v / 100) % 10;
-        }
-        info.trt_patch = v % 100;
+        vtrt_library_version(&info.trt_major, &info.trt_minor, &info.trt_patch);
         info.header_major = NV_TENSORRT_MAJOR;
         info.header_minor = NV_TENSORRT_MINOR;
         info.header_patch = NV_TENSORRT_PATCH;
@@ -626,6 +629,7 @@ int32_t vtrt_memcpy_d2h_async(void* dst_host, const void* src_device, size_t byt
     });
 }
 
+#ifndef VTRT_RUNTIME_ONLY
 int32_t vtrt_build(vtrt_runtime* rt, const vtrt_build_options* opts, vtrt_progress_fn progress,
                    void* progress_user, vtrt_blob** engine_out, vtrt_blob** timing_cache_out, char* err,
                    size_t err_len) {
@@ -765,6 +769,18 @@ int32_t vtrt_build(vtrt_runtime* rt, const vtrt_build_options* opts, vtrt_progre
         return VTRT_OK;
     });
 }
+#else
+// Built against TensorRT's lean runtime (libnvinfer_lean), which deserialises and runs engines
+// but has no builder and no ONNX parser.
+int32_t vtrt_build(vtrt_runtime*, const vtrt_build_options*, vtrt_progress_fn, void*, vtrt_blob** engine_out,
+                   vtrt_blob** timing_cache_out, char* err, size_t err_len) {
+    if (engine_out != nullptr) *engine_out = nullptr;
+    if (timing_cache_out != nullptr) *timing_cache_out = nullptr;
+    return fail(err, err_len, VTRT_E_UNSUPPORTED,
+                "this vigil is linked against TensorRT's lean runtime, which runs engines but cannot build them: "
+                "build the engine where the full TensorRT is installed (vigil engine build) and copy it");
+}
+#endif
 
 const uint8_t* vtrt_blob_data(const vtrt_blob* blob) {
     return (blob != nullptr && blob->memory) ? static_cast<const uint8_t*>(blob->memory->data()) : nullptr;

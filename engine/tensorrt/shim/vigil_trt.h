@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped on any change to a signature or struct below. */
-#define VTRT_ABI_VERSION 1u
+#define VTRT_ABI_VERSION 2u
 /* nvinfer1::Dims::MAX_DIMS in TensorRT 8.6 and 10.x. */
 #define VTRT_MAX_DIMS 8
 #define VTRT_NAME_LEN 256
@@ -130,6 +130,9 @@ typedef int32_t (*vtrt_progress_fn)(void* user, int32_t event, const char* phase
                                     const char* parent, int32_t step, int32_t nb_steps);
 
 uint32_t vtrt_abi_version(void);
+/* The loaded libnvinfer's version (getInferLibVersion, decoded: 8.x and 10.x encode it
+ * differently). Needs no GPU and no CUDA driver. */
+void vtrt_library_version(int32_t* major, int32_t* minor, int32_t* patch);
 /* Process-wide, like TensorRT's own logger; NULL silences. */
 void vtrt_set_logger(vtrt_log_fn fn);
 

@@ -559,6 +559,19 @@ pub unsafe extern "C" fn vtrt_abi_version() -> u32 {
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn vtrt_library_version(major: *mut i32, minor: *mut i32, patch: *mut i32) {
+    let v = current().trt_version;
+    // SAFETY: the caller passes valid pointers or NULL, as the header says.
+    unsafe {
+        for (p, x) in [(major, v.0), (minor, v.1), (patch, v.2)] {
+            if let Some(p) = p.as_mut() {
+                *p = x as i32;
+            }
+        }
+    }
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn vtrt_set_logger(f: ffi::vtrt_log_fn) {
     *LOGGER.lock().unwrap_or_else(|p| p.into_inner()) = f;
 }
@@ -1299,6 +1312,7 @@ fn abi_signatures_match() {
     }
     same!(
         vtrt_abi_version,
+        vtrt_library_version,
         vtrt_set_logger,
         vtrt_runtime_create,
         vtrt_runtime_destroy,

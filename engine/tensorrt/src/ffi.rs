@@ -7,7 +7,7 @@
 
 use std::ffi::{c_char, c_void};
 
-pub const VTRT_ABI_VERSION: u32 = 1;
+pub const VTRT_ABI_VERSION: u32 = 2;
 pub const VTRT_MAX_DIMS: usize = 8;
 pub const VTRT_NAME_LEN: usize = 256;
 
@@ -161,6 +161,7 @@ pub type vtrt_progress_fn = Option<
 
 extern "C" {
     pub fn vtrt_abi_version() -> u32;
+    pub fn vtrt_library_version(major: *mut i32, minor: *mut i32, patch: *mut i32);
     pub fn vtrt_set_logger(f: vtrt_log_fn);
 
     pub fn vtrt_runtime_create(

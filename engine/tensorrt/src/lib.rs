@@ -39,7 +39,7 @@ pub use cache::{
 pub use context::ExecutionContext;
 pub use engine::{Engine, IoMode, TensorDesc};
 pub use error::TrtError;
-pub use runtime::{Blob, DataType, RuntimeInfo, TrtRuntime, TrtVersion};
+pub use runtime::{library_version, Blob, DataType, RuntimeInfo, TrtRuntime, TrtVersion};
 
 /// True when the real TensorRT shim is linked, false when the test double stands in for it.
 /// A product build that finds `false` here must not pretend to run engines on a GPU.

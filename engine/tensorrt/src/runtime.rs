@@ -219,6 +219,17 @@ unsafe extern "C" fn log_from_shim(severity: i32, msg: *const c_char) {
     });
 }
 
+/// The version of the libnvinfer this process loaded, read without a GPU or CUDA driver: what a
+/// box can report even when no runtime can be created. In a build with the test double
+/// ([`crate::NATIVE`] false) it is the simulated version.
+pub fn library_version() -> TrtVersion {
+    let (mut major, mut minor, mut patch) = (0i32, 0i32, 0i32);
+    // SAFETY: three valid out-pointers; both implementations only write through them.
+    unsafe { ffi::vtrt_library_version(&mut major, &mut minor, &mut patch) };
+    let u = |x: i32| x.max(0) as u32;
+    TrtVersion::new(u(major), u(minor), u(patch))
+}
+
 impl TrtRuntime {
     /// Opens CUDA device `cuda_device` (0 on a Jetson) and TensorRT's runtime.
     pub fn new(cuda_device: i32) -> Result<Self, TrtError> {

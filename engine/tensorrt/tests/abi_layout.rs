@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use vigil_tensorrt::ffi::*;
 
-fn compiler(candidates: &[&str]) -> String {
+pub(crate) fn compiler(candidates: &[&str]) -> String {
     candidates
         .iter()
         .find(|c| {
@@ -203,7 +203,7 @@ fn header_matches_the_rust_declarations() {
 /// by the header sets that stand for them, and the current release.
 const HEADER_SETS: [&str; 4] = ["8.5.3", "8.6.1", "10.3.0", "10.16.0"];
 
-fn tensorrt_headers(version: &str) -> PathBuf {
+pub(crate) fn tensorrt_headers(version: &str) -> PathBuf {
     let dir = crate::third_party_tensorrt().join(version).join("include");
     assert!(
         dir.join("NvInfer.h").is_file(),
@@ -213,16 +213,23 @@ fn tensorrt_headers(version: &str) -> PathBuf {
     dir
 }
 
+/// The `site-packages` of the repository's `.venv` (made by `tests/bootstrap.sh test`), where
+/// the wheels of `engine/tensorrt/requirements.txt` are.
+pub(crate) fn site_packages() -> Option<PathBuf> {
+    let venv_lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/lib");
+    std::fs::read_dir(venv_lib)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("site-packages")))
+        .find(|p| p.is_dir())
+}
+
 /// `cuda_runtime_api.h` (nvidia-cuda-runtime-cu12) and `crt/host_defines.h`, which it includes
 /// (nvidia-cuda-nvcc-cu12), from the wheels in the repository's `.venv`.
-fn cuda_headers() -> Vec<PathBuf> {
+pub(crate) fn cuda_headers() -> Vec<PathBuf> {
     let venv_lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/lib");
-    let site = std::fs::read_dir(&venv_lib)
-        .ok()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path().join("site-packages/nvidia")))
-        .find(|p| p.is_dir());
+    let site = site_packages()
+        .map(|s| s.join("nvidia"))
+        .filter(|p| p.is_dir());
     let dirs: Vec<PathBuf> = site
         .map(|nv| {
             vec![

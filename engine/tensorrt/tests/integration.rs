@@ -5,6 +5,7 @@
 //! link instead of one per file, and one ~100 MB executable on disk instead of several.
 
 mod abi_layout;
+mod lean_runtime;
 mod onnx_support;
 // These drive the test double (`vigil_tensorrt::double`), which a `native` build does not link;
 // on a device, `vigil engine selftest` takes their place.

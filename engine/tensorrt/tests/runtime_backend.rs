@@ -389,6 +389,8 @@ fn a_library_older_than_the_headers_is_refused() {
         matches!(err, TrtError::LibraryVersion { loaded, compiled } if loaded == TrtVersion::new(10, 0, 1) && compiled == TrtVersion::new(10, 3, 0)),
         "{err:?}"
     );
+    // The loaded library's version is known without a runtime, and so without a GPU.
+    assert_eq!(vigil_tensorrt::library_version(), TrtVersion::new(10, 0, 1));
 }
 
 #[test]

@@ -15,6 +15,10 @@ pub fn run(args: ConfigArg) -> Result<()> {
             None => println!("camera {}: device busy, not opened (see above)", cam.name),
         }
     }
+    if vigil_tensorrt::NATIVE {
+        // Read from the library itself: known even where no GPU runtime can be created.
+        println!("TensorRT {} installed", vigil_tensorrt::library_version());
+    }
     for cam in &cfg.cameras {
         print_engine_readiness(&cam.name, &cam.model);
     }
