@@ -111,7 +111,7 @@ impl OperatorTable {
                 Some((true, types)) => {
                     if let Some(to) = n.cast_to {
                         let to = onnx_type_name(to);
-                        if !types.iter().any(|t| *t == to) {
+                        if !types.contains(&to) {
                             out.push(format!("Cast to {to} ({})", n.name));
                         }
                     }
