@@ -32,12 +32,14 @@ pub enum PackageError {
     Manifest { path: PathBuf, reason: String },
     #[error("model package {dir}: {reason}")]
     Invalid { dir: PathBuf, reason: String },
-    #[error("model package {dir}: {file} has sha256 {actual} but the manifest says {expected}; the ONNX file was replaced or damaged: re-export the package or restore the file")]
+    #[error("model package {dir}: {file} has sha256 {actual} but the manifest says {expected}; the file was replaced or damaged: {fix}")]
     Checksum {
         dir: PathBuf,
         file: String,
         expected: String,
         actual: String,
+        /// What makes the package whole again, for this file.
+        fix: &'static str,
     },
 }
 
@@ -72,6 +74,9 @@ pub struct Manifest {
     /// Statistics of the recipe's scores on normal training frames (`vigil calib scores`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// The INT8 calibration cache the package carries and how it was made (`vigil calib int8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Section>,
     #[serde(default)]
     pub provenance: BTreeMap<String, toml::Value>,
 }
@@ -165,6 +170,44 @@ pub struct ScoreQuantiles {
     pub p99: f32,
     pub p999: f32,
     pub max: f32,
+}
+
+/// `[int8]`: the package's calibration cache (`calib.cache`), tied to the exact ONNX it was
+/// computed on, and the precision plan: which tensors were left out of the cache, so that the
+/// layers reading them run FP16/FP32 on the box, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Int8Section {
+    /// sha256 of `calib.cache`.
+    pub sha256: String,
+    /// sha256 of the ONNX file the scales were measured on: a re-exported model needs a new
+    /// cache, because activation names and ranges move with the weights.
+    pub onnx_sha256: String,
+    /// TensorRT version named in the cache header (TensorRT ignores a cache of another version).
+    pub trt: String,
+    /// Scale method: entropy (TensorRT's EntropyCalibration2), minmax, percentile-P.
+    pub method: String,
+    /// With `--method auto`: each method tried and the noise its scales add to the validation
+    /// score with every INT8-read tensor quantised (sd of the normal score); the least won.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub methods_tried: BTreeMap<String, f32>,
+    /// Network runs the scales were measured on, and the normal frames they came from.
+    pub windows: usize,
+    pub dataset: String,
+    /// Validation windows (normal frames, and the same frames at triple speed as
+    /// pseudo-anomalies; none of them calibration windows) on which the plan was measured.
+    #[serde(default)]
+    pub validation_windows: usize,
+    /// Noise INT8 adds to the score on those windows (rms after the best affine fit to FP32),
+    /// in standard deviations of the normal score, with every INT8-read tensor quantised, and
+    /// with the plan (`keep_float` left float).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_all_int8: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f32>,
+    /// Tensors left out of the cache, each with the reason.
+    #[serde(default)]
+    pub keep_float: BTreeMap<String, String>,
 }
 
 /// A loaded, validated package.
@@ -327,7 +370,11 @@ impl ModelPackage {
                 file: m.onnx.file.clone(),
                 expected: m.onnx.sha256.clone(),
                 actual,
+                fix: "re-export the package or restore the file",
             });
+        }
+        if let Some(q) = &m.int8 {
+            self.validate_int8(q)?;
         }
         let iface =
             read_interface(&onnx).map_err(|r| self.invalid(format!("{}: {r}", m.onnx.file)))?;
@@ -368,6 +415,43 @@ impl ModelPackage {
         Ok(())
     }
 
+    /// `[int8]`: the cache present, unchanged, and computed on this very ONNX.
+    fn validate_int8(&self, q: &Int8Section) -> Result<(), PackageError> {
+        let redo = format!(
+            "re-run `vigil calib int8 {} --dataset DIR` (normal frames of the scene)",
+            self.dir.display()
+        );
+        if !q
+            .onnx_sha256
+            .eq_ignore_ascii_case(&self.manifest.onnx.sha256)
+        {
+            return Err(self.invalid(format!(
+                "[int8] the calibration cache was computed on an ONNX with sha256 {} but {} has {}; its scales do not belong to this network: {redo}",
+                q.onnx_sha256, self.manifest.onnx.file, self.manifest.onnx.sha256
+            )));
+        }
+        let path = self.calib_cache_path();
+        if !path.is_file() {
+            return Err(self.invalid(format!(
+                "{CALIB_CACHE_FILE} is missing but the manifest has an [int8] table: restore it or {redo}"
+            )));
+        }
+        let actual = sha256_file(&path).map_err(|source| PackageError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if !actual.eq_ignore_ascii_case(&q.sha256) {
+            return Err(PackageError::Checksum {
+                dir: self.dir.clone(),
+                file: CALIB_CACHE_FILE.into(),
+                expected: q.sha256.clone(),
+                actual,
+                fix: "restore the file or re-run `vigil calib int8` on the package",
+            });
+        }
+        Ok(())
+    }
+
     /// `[detector]`: only beside `[objects]`, the file present, unchanged and a detector of the
     /// declared layout.
     fn validate_detector(&self, d: &DetectorSpec) -> Result<(), PackageError> {
@@ -393,6 +477,7 @@ impl ModelPackage {
                 file: d.file.clone(),
                 expected: d.sha256.clone(),
                 actual,
+                fix: "restore the detector file, or put the new file's sha256 in [detector] sha256",
             });
         }
         let iface = read_interface(&path).map_err(|r| self.invalid(format!("{}: {r}", d.file)))?;

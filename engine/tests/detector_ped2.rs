@@ -126,7 +126,7 @@ fn detections_cover_the_walkers_drawn_by_hand() {
 fn hf2vad_with_detector(edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDir {
     let src = repo().join("engine/models/ped2-hf2vad");
     let dir = tempfile::tempdir().unwrap();
-    for f in ["model.onnx", "model.toml"] {
+    for f in ["model.onnx", "model.toml", "calib.cache"] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
     std::fs::copy(fixtures().join(ONNX), dir.path().join("detector.onnx")).unwrap();
@@ -187,7 +187,7 @@ fn a_package_detector_is_checked_on_load() {
     // Detections join object cubes: a frame-level package has nowhere to put them.
     let bdfi = tempfile::tempdir().unwrap();
     let src = repo().join("engine/models/ped2-bdfi");
-    for f in ["model.onnx", "model.toml"] {
+    for f in ["model.onnx", "model.toml", "calib.cache"] {
         std::fs::copy(src.join(f), bdfi.path().join(f)).unwrap();
     }
     let manifest = bdfi.path().join("model.toml");

@@ -6,6 +6,7 @@
 mod common;
 mod detector_ped2;
 mod flow_opencv;
+mod int8_caches;
 mod objects_ped2;
 mod package_recipe;
 mod parity;

@@ -12,7 +12,7 @@ fn shipped() -> PathBuf {
 /// A copy of the shipped package whose manifest went through `edit`.
 fn copy_with(edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["model.onnx", "model.toml"] {
+    for f in ["model.onnx", "model.toml", "calib.cache"] {
         std::fs::copy(shipped().join(f), dir.path().join(f)).unwrap();
     }
     let path = dir.path().join("model.toml");
@@ -188,7 +188,7 @@ fn copy_package_with(name: &str, edit: impl FnOnce(&mut toml::Table)) -> tempfil
         .join("models")
         .join(name);
     let dir = tempfile::tempdir().unwrap();
-    for f in ["model.onnx", "model.toml"] {
+    for f in ["model.onnx", "model.toml", "calib.cache"] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }
     let path = dir.path().join("model.toml");

@@ -43,7 +43,7 @@ fn copy_package(to: &Path) -> PathBuf {
     let src = repo().join("engine/models/ped2-bdfi");
     let dst = to.join("ped2-bdfi");
     std::fs::create_dir_all(&dst).unwrap();
-    for f in ["model.toml", "model.onnx"] {
+    for f in ["model.toml", "model.onnx", "calib.cache"] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
     dst
@@ -101,34 +101,83 @@ fn collect_calibrate_and_simulate_int8() {
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("no camera named \"nope\""));
 
-    // Calibrate on those clips (BDFI's window is 3 frames: 2 windows per clip).
+    // Calibrate on those clips (BDFI's window is 3 frames: 2 windows per clip), 3 for the
+    // scales and the other 3 for the precision plan.
     let pkg_s = pkg.to_str().unwrap();
-    ok(&vigil(&[
+    let out = ok(&vigil(&[
         "calib",
         "int8",
         pkg_s,
         "--dataset",
         clips_s,
         "--windows",
-        "6",
+        "3",
+        "--validation-windows",
+        "3",
         "--trt",
         "8.6.2",
         "--keep-float",
-        "/memory/,/interp/net/Div,/interp/net/query",
+        "/memory/",
     ]));
+    assert!(
+        out.contains("precision plan on 2 validation windows"),
+        "{out}"
+    );
     let text = std::fs::read_to_string(pkg.join("calib.cache")).unwrap();
     let cache = CalibrationCache::parse(&text).unwrap();
     assert_eq!(cache.version(), CacheVersion::new(8, 6, 2).unwrap());
-    assert_eq!(cache.method(), CalibrationMethod::EntropyCalibration2);
-    assert!(text.starts_with("TRT-8602-EntropyCalibration2\n"), "{text}");
+    let header = match cache.method() {
+        CalibrationMethod::EntropyCalibration2 => "TRT-8602-EntropyCalibration2\n",
+        CalibrationMethod::MinMaxCalibration => "TRT-8602-MinMaxCalibration\n",
+        other => panic!("unexpected calibrator {other:?}"),
+    };
+    assert!(text.starts_with(header), "{text}");
     assert!(cache.len() > 20, "{} tensors", cache.len());
     assert!(
         cache.iter().all(|(n, _)| !n.contains("/memory/")),
         "--keep-float left memory tensors in the cache"
     );
-    // The network's frame input ranges over [-1, 1]: its scale must be <= 1/127.
+    // The manifest records the cache, the ONNX it belongs to and the plan: the hand-picked
+    // tensors and whatever the plan kept, each with its reason, none of them in the cache.
     let m: toml::Value =
         toml::from_str(&std::fs::read_to_string(pkg.join("model.toml")).unwrap()).unwrap();
+    let q = &m["int8"];
+    assert_eq!(q["onnx_sha256"], m["onnx"]["sha256"]);
+    assert_eq!(q["trt"].as_str(), Some("8.6.2"));
+    assert_eq!(q["windows"].as_integer(), Some(3));
+    assert_eq!(q["validation_windows"].as_integer(), Some(2));
+    let kept = q["keep_float"].as_table().unwrap();
+    assert!(
+        kept.iter()
+            .any(|(n, why)| n.contains("/memory/") && why.as_str().unwrap().contains("by hand")),
+        "{kept:?}"
+    );
+    for (n, why) in kept {
+        assert!(cache.get(n).is_none(), "{n} kept float but in the cache");
+        assert!(
+            why.as_str().unwrap().contains("by hand")
+                || why
+                    .as_str()
+                    .unwrap()
+                    .contains("noise to the validation score"),
+            "{n}: {why}"
+        );
+    }
+    // --method auto (the default): five methods measured on the validation windows, the one
+    // with the least noise kept.
+    let tried = q["methods_tried"].as_table().unwrap();
+    assert_eq!(tried.len(), 5, "{tried:?}");
+    let least = tried
+        .iter()
+        .min_by(|a, b| a.1.as_float().unwrap().total_cmp(&b.1.as_float().unwrap()))
+        .unwrap();
+    assert_eq!(q["method"].as_str(), Some(least.0.as_str()), "{tried:?}");
+    let (all, planned) = (
+        q["shift_all_int8"].as_float().unwrap(),
+        q["shift"].as_float().unwrap(),
+    );
+    assert!(planned <= all, "the plan made it worse: {planned} > {all}");
+    // The network's frame input ranges over [-1, 1]: its scale must be <= 1/127.
     let input = m["onnx"]["inputs"][0]["name"].as_str().unwrap();
     let s = cache
         .get(input)
@@ -163,8 +212,9 @@ fn collect_calibrate_and_simulate_int8() {
     assert_eq!(v["int8_simulated"]["backend"], "tract-probe");
 
     // A cache of another model is refused with the fix.
+    let other = tmp.path().join("other.cache");
     std::fs::write(
-        pkg.join("calib.cache"),
+        &other,
         "TRT-8602-EntropyCalibration2\nsomething: 3c010a14\n",
     )
     .unwrap();
@@ -177,6 +227,8 @@ fn collect_calibrate_and_simulate_int8() {
         "--videos",
         "01",
         "--simulate-int8",
+        "--calib",
+        other.to_str().unwrap(),
     ]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);

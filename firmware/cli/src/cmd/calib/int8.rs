@@ -15,19 +15,20 @@
 //! TensorRT's choice to keep a layer in FP16/FP32 where INT8 is not faster. It is not bit-exact
 //! with any INT8 kernel.
 
+use super::plan::{self, PlanArgs, Planner, Quantiser};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use vigil_calib::int8::{
     CacheVersion, CalibrationCache, CalibrationMethod, HistogramPass, Percentile, RangePass,
-    ScaleMethod,
+    ScaleMethod, TensorCalibration,
 };
 use vigil_engine::analyzer::Analyzer;
-use vigil_engine::backend::probe::{fake_quantize, Activation, ActivationHook, ProbeBackend};
+use vigil_engine::backend::probe::{Activation, ActivationHook, ProbeBackend};
 use vigil_engine::dataset::{Dataset, Split};
 use vigil_engine::frame::{Frame, PixelLayout};
 use vigil_engine::imageio;
-use vigil_engine::package::ModelPackage;
+use vigil_engine::package::{Int8Section, ModelPackage};
 
 #[derive(clap::Args, Debug)]
 pub struct Int8Args {
@@ -39,8 +40,10 @@ pub struct Int8Args {
     /// Network runs to calibrate on, spread evenly over all videos.
     #[arg(long, default_value_t = 200)]
     pub windows: usize,
-    /// entropy (TensorRT's EntropyCalibration2), minmax, or percentile.
-    #[arg(long, default_value = "entropy")]
+    /// auto (of the methods below, the one whose scales add the least noise to the score of
+    /// held-out training windows), entropy (TensorRT's EntropyCalibration2), minmax, or
+    /// percentile.
+    #[arg(long, default_value = "auto")]
     pub method: String,
     /// With --method percentile: the percentile of |x| kept (e.g. 99.99).
     #[arg(long, default_value_t = 99.99)]
@@ -59,6 +62,8 @@ pub struct Int8Args {
     /// that INT8 hurts (for BDFI, the memory addressing: docs/benchmarks.md).
     #[arg(long, value_delimiter = ',')]
     pub keep_float: Vec<String>,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 /// Parses "MAJOR.MINOR.PATCH".
@@ -74,17 +79,38 @@ pub fn parse_trt_version(s: &str) -> Result<CacheVersion> {
     Ok(CacheVersion::new(n(a)?, n(b)?, n(c)?)?)
 }
 
-fn parse_method(name: &str, percentile: f64) -> Result<(ScaleMethod, CalibrationMethod)> {
-    Ok(match name {
-        "entropy" => (ScaleMethod::Entropy, CalibrationMethod::EntropyCalibration2),
-        "minmax" => (ScaleMethod::MinMax, CalibrationMethod::MinMaxCalibration),
-        // TensorRT has no percentile calibrator; its cache reader only needs *a* known header,
-        // and the scales are what they are.
-        "percentile" => (
-            ScaleMethod::Percentile(Percentile::new(percentile)?),
+/// The scale methods to calibrate with, each with its label and cache header: one, or for
+/// `auto` the candidates whose validation noise decides.
+fn methods(name: &str, percentile: f64) -> Result<Vec<(String, ScaleMethod, CalibrationMethod)>> {
+    // TensorRT has no percentile calibrator; its cache reader only needs *a* known header, and
+    // the scales are what they are.
+    let pct = |p: f64| -> Result<(String, ScaleMethod, CalibrationMethod)> {
+        Ok((
+            format!("percentile-{p}"),
+            ScaleMethod::Percentile(Percentile::new(p)?),
             CalibrationMethod::EntropyCalibration2,
-        ),
-        other => bail!("unknown --method {other:?}: use entropy, minmax or percentile"),
+        ))
+    };
+    let entropy = || {
+        (
+            "entropy".to_owned(),
+            ScaleMethod::Entropy,
+            CalibrationMethod::EntropyCalibration2,
+        )
+    };
+    let minmax = || {
+        (
+            "minmax".to_owned(),
+            ScaleMethod::MinMax,
+            CalibrationMethod::MinMaxCalibration,
+        )
+    };
+    Ok(match name {
+        "entropy" => vec![entropy()],
+        "minmax" => vec![minmax()],
+        "percentile" => vec![pct(percentile)?],
+        "auto" => vec![entropy(), minmax(), pct(99.9)?, pct(99.99)?, pct(99.999)?],
+        other => bail!("unknown --method {other:?}: use auto, entropy, minmax or percentile"),
     })
 }
 
@@ -113,13 +139,27 @@ impl ActivationHook for Recorder {
     }
 }
 
-/// Window end positions (frame indices per video) of `n` network runs spread over `ds`.
-fn spread(ds: &Dataset, window: usize, n: usize) -> Vec<(usize, usize)> {
-    let usable: Vec<(usize, usize)> = ds
+/// One network run: the frames `end - (window-1)*stride, ..., end` of a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowAt {
+    pub video: usize,
+    pub end: usize,
+    pub stride: usize,
+}
+
+/// `n` windows of consecutive frames spread evenly over `ds`.
+fn spread(ds: &Dataset, window: usize, n: usize) -> Vec<WindowAt> {
+    let usable: Vec<WindowAt> = ds
         .videos
         .iter()
         .enumerate()
-        .flat_map(|(v, video)| (window.saturating_sub(1)..video.frames.len()).map(move |t| (v, t)))
+        .flat_map(|(video, v)| {
+            (window.saturating_sub(1)..v.frames.len()).map(move |end| WindowAt {
+                video,
+                end,
+                stride: 1,
+            })
+        })
         .collect();
     if usable.is_empty() || n == 0 {
         return Vec::new();
@@ -128,36 +168,48 @@ fn spread(ds: &Dataset, window: usize, n: usize) -> Vec<(usize, usize)> {
     (0..n).map(|i| usable[i * usable.len() / n]).collect()
 }
 
-/// Runs the analyzer once per window position: reset, push the window's frames; the backend
-/// runs (and the hook sees the activations) exactly once per position.
-fn run_windows(
+/// Runs the analyzer once per window: reset, push the window's frames (numbered as consecutive,
+/// so a triple-speed window is one clip to the recipe); the backend runs, and the hook sees the
+/// activations, exactly once per window. Returns each window's streaming score.
+pub fn run_windows(
     analyzer: &mut Analyzer,
     ds: &Dataset,
-    positions: &[(usize, usize)],
+    windows: &[WindowAt],
     bar: &indicatif::ProgressBar,
-) -> Result<()> {
-    let window = analyzer.recipe().window_len();
+) -> Result<Vec<f32>> {
+    let len = analyzer.recipe().window_len();
     let mut frame = Frame::placeholder();
-    for &(v, end) in positions {
-        let video = &ds.videos[v];
+    let mut scores = Vec::with_capacity(windows.len());
+    for w in windows {
+        let video = &ds.videos[w.video];
         analyzer.reset();
-        for t in end + 1 - window..=end {
+        let mut score = None;
+        for k in 0..len {
+            let t = w.end + (k + 1) * w.stride - len * w.stride;
             imageio::load_into(&video.frames[t], &mut frame)?;
-            frame.index = t as u64;
-            analyzer.push(&frame).with_context(|| {
+            frame.index = k as u64;
+            if let Some(s) = analyzer.push(&frame).with_context(|| {
                 format!("video {} frame {}", video.id, video.frames[t].display())
-            })?;
+            })? {
+                score = Some(s.raw);
+            }
         }
+        scores.push(score.with_context(|| {
+            format!(
+                "internal: {len} frames of video {} gave the recipe no score",
+                video.id
+            )
+        })?);
         bar.inc(1);
     }
-    Ok(())
+    Ok(scores)
 }
 
 /// `vigil calib int8`: writes the cache and returns where.
 pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
     let pkg = ModelPackage::load(&args.model)?;
     let ds = Dataset::open(&args.dataset, Split::Training)?;
-    let (method, header) = parse_method(&args.method, args.percentile)?;
+    let methods = methods(&args.method, args.percentile)?;
     let version = parse_trt_version(&args.trt)?;
     let m = &pkg.manifest;
     let shared = Arc::new(Mutex::new((Pass::Range(RangePass::new()), None)));
@@ -207,49 +259,181 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
     if let Some(e) = g.1.take() {
         return Err(e);
     }
-    let Pass::Histogram(hist) = &g.0 else {
+    let Pass::Histogram(hist) = std::mem::replace(&mut g.0, Pass::Range(RangePass::new())) else {
         bail!("internal: calibration pass out of order");
     };
-    let mut scales = hist.calibrate(method);
-    let before = scales.len();
-    scales.retain(|name, _| !args.keep_float.iter().any(|k| name.contains(k.as_str())));
+    drop(g);
+    drop(analyzer);
+    let mut keep_float = std::collections::BTreeMap::new();
+    let by_hand = |name: &str| args.keep_float.iter().find(|k| name.contains(k.as_str()));
+    let scales_of = |method: ScaleMethod| {
+        let mut scales = hist.calibrate(method);
+        scales.retain(|name, _| by_hand(name).is_none());
+        scales
+    };
+    // The plan and `--method auto` measure on the same held-out windows.
+    let mut planner = if args.plan.no_plan && methods.len() == 1 {
+        None
+    } else {
+        Some(planner(&pkg, &ds, &positions, &args.plan)?)
+    };
+    let mut tried = std::collections::BTreeMap::new();
+    let (label, header, mut scales) = match (methods.as_slice(), planner.as_mut()) {
+        ([(label, method, header)], _) => (label.clone(), *header, scales_of(*method)),
+        (_, Some((planner, int8_read))) => {
+            let mut best: Option<(f32, String, CalibrationMethod, _)> = None;
+            for (label, method, header) in &methods {
+                let scales = scales_of(*method);
+                let n = planner.noise(&quantisable(&scales, int8_read))?;
+                log::info!(
+                    "--method auto: {label}: every INT8-read tensor quantised, {n:.4} sd of noise"
+                );
+                tried.insert(label.clone(), n);
+                if best.as_ref().is_none_or(|b| n < b.0) {
+                    best = Some((n, label.clone(), *header, scales));
+                }
+            }
+            let (_, label, header, scales) = best.context("internal: no calibration method")?;
+            log::info!("--method auto: {label} has the least noise");
+            (label, header, scales)
+        }
+        (_, None) => bail!("internal: --method auto without validation windows"),
+    };
+    for name in hist.iter().map(|(n, _)| n) {
+        if let Some(k) = by_hand(name) {
+            keep_float.insert(
+                name.to_owned(),
+                format!("--keep-float {k} (chosen by hand)"),
+            );
+        }
+    }
     if !args.keep_float.is_empty() {
         log::info!(
-            "--keep-float {:?}: {} of {before} tensors left out of the cache (their layers stay float)",
+            "--keep-float {:?}: {} tensors left out of the cache (their layers stay float)",
             args.keep_float,
-            before - scales.len()
+            keep_float.len()
         );
     }
+    let plan = match (&mut planner, args.plan.no_plan) {
+        (Some((planner, int8_read)), false) => {
+            let plan = planner.choose(&quantisable(&scales, int8_read), args.plan.budget)?;
+            for k in &plan.kept {
+                scales.remove(&k.name);
+                keep_float.insert(
+                    k.name.clone(),
+                    format!(
+                        "quantised alone it adds {:.4} sd of noise to the validation score (rank {} of {})",
+                        k.shift_alone, k.rank, plan.candidates
+                    ),
+                );
+            }
+            Some(plan)
+        }
+        _ => None,
+    };
+    let validation_windows = planner.as_ref().map_or(0, |(p, _)| p.windows());
+    drop(planner);
     let cache = CalibrationCache::from_calibrations(version, header, scales.iter())?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.model.join(vigil_engine::package::CALIB_CACHE_FILE));
+    let in_package = args.out.is_none();
+    let out = args.out.clone().unwrap_or_else(|| pkg.calib_cache_path());
     vigil_engine::package::write_atomically(&out, cache.to_string().as_bytes())
         .with_context(|| format!("writing the calibration cache {}", out.display()))?;
     println!(
-        "wrote {} ({} tensors, {} header, {} windows of {})",
+        "wrote {} ({} tensors, {} header, {} windows of {}; {} kept float)",
         out.display(),
         cache.len(),
         cache.method(),
         positions.len(),
-        ds.root.display()
+        ds.root.display(),
+        keep_float.len()
     );
+    if let Some(p) = &plan {
+        println!(
+            "precision plan on {} validation windows: score noise {:.4} sd with every INT8-read tensor quantised, {:.4} sd with the plan (budget {})",
+            p.windows, p.shift_all_int8, p.shift, args.plan.budget
+        );
+    }
+    if in_package {
+        // The manifest ties the cache to this ONNX, so a re-exported model cannot silently
+        // pick up scales measured on other weights.
+        let mut pkg = pkg;
+        pkg.manifest.int8 = Some(Int8Section {
+            sha256: vigil_engine::package::sha256_file(&out)
+                .with_context(|| format!("reading back {}", out.display()))?,
+            onnx_sha256: pkg.manifest.onnx.sha256.clone(),
+            trt: args.trt.clone(),
+            method: label,
+            methods_tried: tried,
+            windows: positions.len(),
+            dataset: args.dataset.display().to_string(),
+            validation_windows,
+            shift_all_int8: plan.as_ref().map(|p| p.shift_all_int8),
+            shift: plan.as_ref().map(|p| p.shift),
+            keep_float,
+        });
+        pkg.save_manifest()?;
+        println!(
+            "recorded the cache and its plan in {}/model.toml [int8]",
+            pkg.dir.display()
+        );
+    }
     Ok(out)
 }
 
-/// Quantise-dequantise at the cache's scales.
-struct Quantiser(std::collections::HashMap<String, f32>);
+/// The INT8-read activations among `scales`, with their scales: what the plan may quantise.
+fn quantisable(
+    scales: &std::collections::BTreeMap<String, TensorCalibration>,
+    int8_read: &[String],
+) -> std::collections::HashMap<String, f32> {
+    int8_read
+        .iter()
+        .filter_map(|n| scales.get(n).map(|c| (n.clone(), c.scale.get())))
+        .collect()
+}
 
-impl ActivationHook for Quantiser {
-    fn visit(&mut self, act: &Activation, data: &mut [f32]) {
-        if !act.int8 {
-            return;
-        }
-        if let Some(&s) = self.0.get(&act.name) {
-            fake_quantize(data, s);
-        }
-    }
+/// A planner (`plan.rs`) on a fresh quantising network, over validation windows that are not
+/// calibration windows, and the names of the activations an INT8 engine reads in INT8.
+fn planner<'a>(
+    pkg: &ModelPackage,
+    ds: &'a Dataset,
+    calibration: &[WindowAt],
+    args: &PlanArgs,
+) -> Result<(Planner<'a>, Vec<String>)> {
+    let m = &pkg.manifest;
+    let quantiser = Quantiser::default();
+    let probe = ProbeBackend::load(
+        &pkg.onnx_path(),
+        &m.onnx.inputs,
+        &m.onnx.outputs,
+        quantiser.clone(),
+    )?;
+    let int8_read: Vec<String> = probe
+        .activations()
+        .into_iter()
+        .filter(|a| a.int8)
+        .map(|a| a.name)
+        .collect();
+    let analyzer = Analyzer::with_backend(pkg, Box::new(probe), 1)?;
+    let windows = plan::validation_windows(
+        ds,
+        analyzer.recipe().window_len(),
+        args.validation_windows,
+        calibration,
+    );
+    log::info!(
+        "INT8 plan: {} INT8-read tensors, {} validation windows, budget {} sd",
+        int8_read.len(),
+        windows.len(),
+        args.budget
+    );
+    let planner = Planner::new(
+        analyzer,
+        quantiser,
+        ds,
+        windows,
+        m.calibration.as_ref().map(|c| c.score.std),
+    )?;
+    Ok((planner, int8_read))
 }
 
 /// An analyzer whose network quantises every activation the cache names. Fails if the cache
@@ -271,7 +455,7 @@ pub fn simulated_int8_analyzer(pkg: &ModelPackage, cache_path: &Path) -> Result<
         &pkg.onnx_path(),
         &m.onnx.inputs,
         &m.onnx.outputs,
-        Quantiser(scales),
+        Quantiser::new(scales),
     )?;
     let names: Vec<String> = probe
         .activations()

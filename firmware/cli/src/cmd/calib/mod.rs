@@ -3,6 +3,7 @@
 //! give the normaliser its range floor (`vigil_engine::scoring::default_normalizer`).
 
 pub mod int8;
+mod plan;
 
 use crate::cmd::eval::score_video;
 use anyhow::{Context, Result};
