@@ -81,7 +81,6 @@ cat > "$tmp/expected" <<'LIST'
 /usr/share/vigil/models/ped2-bdfi/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.toml -rw-r--r--
-/usr/share/vigil/models/ped2-hf2vad/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-hf2vad/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-hf2vad/model.toml -rw-r--r--
 /usr/share/vigil/models/ped2-maam-net/calib.cache -rw-r--r--
@@ -90,7 +89,6 @@ cat > "$tmp/expected" <<'LIST'
 /usr/share/vigil/models/ped2-stm-ae/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-stm-ae/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-stm-ae/model.toml -rw-r--r--
-/usr/share/vigil/models/ped2-ustn-dsc/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-ustn-dsc/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-ustn-dsc/model.toml -rw-r--r--
 LIST

@@ -127,7 +127,10 @@ fn hf2vad_with_detector(edit: impl FnOnce(&mut toml::Table)) -> tempfile::TempDi
     let src = repo().join("engine/models/ped2-hf2vad");
     let dir = tempfile::tempdir().unwrap();
     for f in ["model.onnx", "model.toml", "calib.cache"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+        // Not every package has its INT8 cache yet (engine/tests/int8_caches.rs).
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+        }
     }
     std::fs::copy(fixtures().join(ONNX), dir.path().join("detector.onnx")).unwrap();
     let path = dir.path().join("model.toml");
@@ -188,7 +191,10 @@ fn a_package_detector_is_checked_on_load() {
     let bdfi = tempfile::tempdir().unwrap();
     let src = repo().join("engine/models/ped2-bdfi");
     for f in ["model.onnx", "model.toml", "calib.cache"] {
-        std::fs::copy(src.join(f), bdfi.path().join(f)).unwrap();
+        // Not every package has its INT8 cache yet (engine/tests/int8_caches.rs).
+        if src.join(f).exists() {
+            std::fs::copy(src.join(f), bdfi.path().join(f)).unwrap();
+        }
     }
     let manifest = bdfi.path().join("model.toml");
     let mut text = std::fs::read_to_string(&manifest).unwrap();
