@@ -202,9 +202,9 @@ pub struct Int8Section {
     /// in standard deviations of the normal score, with every INT8-read tensor quantised, and
     /// with the plan (`keep_float` left float).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shift_all_int8: Option<f32>,
+    pub noise_all_int8: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shift: Option<f32>,
+    pub noise: Option<f32>,
     /// Tensors left out of the cache, each with the reason.
     #[serde(default)]
     pub keep_float: BTreeMap<String, String>,

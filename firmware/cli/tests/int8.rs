@@ -173,8 +173,8 @@ fn collect_calibrate_and_simulate_int8() {
         .unwrap();
     assert_eq!(q["method"].as_str(), Some(least.0.as_str()), "{tried:?}");
     let (all, planned) = (
-        q["shift_all_int8"].as_float().unwrap(),
-        q["shift"].as_float().unwrap(),
+        q["noise_all_int8"].as_float().unwrap(),
+        q["noise"].as_float().unwrap(),
     );
     assert!(planned <= all, "the plan made it worse: {planned} > {all}");
     // The network's frame input ranges over [-1, 1]: its scale must be <= 1/127.

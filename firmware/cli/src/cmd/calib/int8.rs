@@ -323,7 +323,7 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
                     k.name.clone(),
                     format!(
                         "quantised alone it adds {:.4} sd of noise to the validation score (rank {} of {})",
-                        k.shift_alone, k.rank, plan.candidates
+                        k.noise_alone, k.rank, plan.candidates
                     ),
                 );
             }
@@ -350,7 +350,7 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
     if let Some(p) = &plan {
         println!(
             "precision plan on {} validation windows: score noise {:.4} sd with every INT8-read tensor quantised, {:.4} sd with the plan (budget {})",
-            p.windows, p.shift_all_int8, p.shift, args.plan.budget
+            p.windows, p.noise_all_int8, p.noise, args.plan.budget
         );
     }
     if in_package {
@@ -367,8 +367,8 @@ pub fn calibrate(args: &Int8Args) -> Result<PathBuf> {
             windows: positions.len(),
             dataset: args.dataset.display().to_string(),
             validation_windows,
-            shift_all_int8: plan.as_ref().map(|p| p.shift_all_int8),
-            shift: plan.as_ref().map(|p| p.shift),
+            noise_all_int8: plan.as_ref().map(|p| p.noise_all_int8),
+            noise: plan.as_ref().map(|p| p.noise),
             keep_float,
         });
         pkg.save_manifest()?;
@@ -472,10 +472,25 @@ pub fn simulated_int8_analyzer(pkg: &ModelPackage, cache_path: &Path) -> Result<
             pkg.dir.display()
         );
     }
-    if covered < names.len() {
+    let planned = |n: &String| {
+        m.int8
+            .as_ref()
+            .is_some_and(|q| q.keep_float.contains_key(n))
+    };
+    let unplanned = names
+        .iter()
+        .filter(|n| cache.get(n).is_none() && !planned(n))
+        .count();
+    if unplanned > 0 {
         log::warn!(
-            "calibration cache {} covers {covered} of {} INT8 activations; the rest stay FP32",
+            "calibration cache {} covers {covered} of {} INT8 activations; {unplanned} not kept float by the package's [int8] plan stay FP32 too",
             cache_path.display(),
+            names.len()
+        );
+    } else if covered < names.len() {
+        log::info!(
+            "{} of {} INT8 activations stay float, as the package's precision plan says",
+            names.len() - covered,
             names.len()
         );
     }

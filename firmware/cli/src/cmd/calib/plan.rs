@@ -73,7 +73,7 @@ impl ActivationHook for Quantiser {
 #[derive(Debug, Clone)]
 pub struct Kept {
     pub name: String,
-    pub shift_alone: f32,
+    pub noise_alone: f32,
     pub rank: usize,
 }
 
@@ -82,8 +82,8 @@ pub struct Plan {
     pub kept: Vec<Kept>,
     pub candidates: usize,
     pub windows: usize,
-    pub shift_all_int8: f32,
-    pub shift: f32,
+    pub noise_all_int8: f32,
+    pub noise: f32,
 }
 
 /// Validation windows: `n` positions of the training videos that are not calibration windows,
@@ -219,29 +219,28 @@ impl<'a> Planner<'a> {
 
     /// Chooses the plan for `candidates` (the INT8-read activations with their scales).
     pub fn choose(&mut self, candidates: &HashMap<String, f32>, budget: f32) -> Result<Plan> {
-        let shift_all_int8 = self.noise(candidates)?;
+        let noise_all_int8 = self.noise(candidates)?;
         log::info!(
-            "INT8 plan: with every one of the {} INT8-read tensors quantised, the validation score carries {shift_all_int8:.4} sd of noise (budget {budget})",
+            "INT8 plan: with every one of the {} INT8-read tensors quantised, the validation score carries {noise_all_int8:.4} sd of noise (budget {budget})",
             candidates.len()
         );
         let mut plan = Plan {
             kept: Vec::new(),
             candidates: candidates.len(),
             windows: self.windows.len(),
-            shift_all_int8,
-            shift: shift_all_int8,
+            noise_all_int8,
+            noise: noise_all_int8,
         };
-        if shift_all_int8 <= budget {
+        if noise_all_int8 <= budget {
             return Ok(plan);
         }
         let mut ranked = Vec::with_capacity(candidates.len());
         let mut names: Vec<&String> = candidates.keys().collect();
         names.sort();
         for name in names {
-            let alone = HashMap::from([(name.clone(), candidates[name])]);
-            let shift = self.noise(&alone)?;
-            log::info!("INT8 plan: `{name}` quantised alone: {shift:.4} sd");
-            ranked.push((name.clone(), shift));
+            let alone = self.noise(&HashMap::from([(name.clone(), candidates[name])]))?;
+            log::info!("INT8 plan: `{name}` quantised alone: {alone:.4} sd");
+            ranked.push((name.clone(), alone));
         }
         // Most noise first; ties by name, so the plan is reproducible.
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -250,20 +249,20 @@ impl<'a> Planner<'a> {
             quantised.remove(name);
             plan.kept.push(Kept {
                 name: name.clone(),
-                shift_alone: *alone,
+                noise_alone: *alone,
                 rank: rank + 1,
             });
-            plan.shift = if quantised.is_empty() {
+            plan.noise = if quantised.is_empty() {
                 0.0
             } else {
                 self.noise(&quantised)?
             };
             log::info!(
                 "INT8 plan: keeping `{name}` float (alone: {alone:.4} sd): {:.4} sd with the other {} quantised",
-                plan.shift,
+                plan.noise,
                 quantised.len()
             );
-            if plan.shift <= budget {
+            if plan.noise <= budget {
                 break;
             }
         }
