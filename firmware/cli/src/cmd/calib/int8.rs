@@ -391,6 +391,23 @@ fn quantisable(
         .collect()
 }
 
+/// The package's network hooked by `quantiser`, and the names of the activations an INT8
+/// engine reads in INT8 (the only ones the quantiser touches).
+fn quantising_probe(
+    pkg: &ModelPackage,
+    quantiser: Quantiser,
+) -> Result<(ProbeBackend<Quantiser>, Vec<String>)> {
+    let m = &pkg.manifest;
+    let probe = ProbeBackend::load(&pkg.onnx_path(), &m.onnx.inputs, &m.onnx.outputs, quantiser)?;
+    let int8_read = probe
+        .activations()
+        .into_iter()
+        .filter(|a| a.int8)
+        .map(|a| a.name)
+        .collect();
+    Ok((probe, int8_read))
+}
+
 /// A planner (`plan.rs`) on a fresh quantising network, over validation windows that are not
 /// calibration windows, and the names of the activations an INT8 engine reads in INT8.
 fn planner<'a>(
@@ -401,18 +418,7 @@ fn planner<'a>(
 ) -> Result<(Planner<'a>, Vec<String>)> {
     let m = &pkg.manifest;
     let quantiser = Quantiser::default();
-    let probe = ProbeBackend::load(
-        &pkg.onnx_path(),
-        &m.onnx.inputs,
-        &m.onnx.outputs,
-        quantiser.clone(),
-    )?;
-    let int8_read: Vec<String> = probe
-        .activations()
-        .into_iter()
-        .filter(|a| a.int8)
-        .map(|a| a.name)
-        .collect();
+    let (probe, int8_read) = quantising_probe(pkg, quantiser.clone())?;
     let analyzer = Analyzer::with_backend(pkg, Box::new(probe), 1)?;
     let windows = plan::validation_windows(
         ds,
@@ -451,18 +457,7 @@ pub fn simulated_int8_analyzer(pkg: &ModelPackage, cache_path: &Path) -> Result<
     let scales: std::collections::HashMap<String, f32> =
         cache.iter().map(|(n, s)| (n.to_owned(), s.get())).collect();
     let m = &pkg.manifest;
-    let probe = ProbeBackend::load(
-        &pkg.onnx_path(),
-        &m.onnx.inputs,
-        &m.onnx.outputs,
-        Quantiser::new(scales),
-    )?;
-    let names: Vec<String> = probe
-        .activations()
-        .into_iter()
-        .filter(|a| a.int8)
-        .map(|a| a.name)
-        .collect();
+    let (probe, names) = quantising_probe(pkg, Quantiser::new(scales))?;
     let covered = names.iter().filter(|n| cache.get(n).is_some()).count();
     if covered == 0 {
         bail!(
