@@ -264,11 +264,15 @@ impl ModelPackage {
         self.dir.join(&self.manifest.onnx.file)
     }
 
-    /// p99.9 - p50 of the raw score on normal training frames, when the package is calibrated
-    /// (`vigil calib scores`): the scale of a scene's noise (see `scoring::default_normalizer`).
-    pub fn normal_score_spread(&self) -> Option<f32> {
+    /// The median and spread (p99.9 - p50) of the raw score on normal training frames, when
+    /// the package is calibrated (`vigil calib scores`): where the default normaliser starts
+    /// and its scale (see `scoring::default_normalizer`).
+    pub fn normal_scores(&self) -> Option<crate::scoring::NormalScores> {
         let c = self.manifest.calibration.as_ref()?;
-        Some(c.score.p999 - c.score.p50)
+        Some(crate::scoring::NormalScores {
+            median: c.score.p50,
+            spread: c.score.p999 - c.score.p50,
+        })
     }
 
     /// Where the package's INT8 calibration cache lives (`vigil calib int8` writes it; TensorRT's

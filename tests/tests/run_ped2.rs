@@ -1,7 +1,8 @@
 //! End to end: Ped2 test video 01 replayed through `vigil run` (the real binary, the shipped
 //! BDFI package) into a real mosquitto; an independent client (`mosquitto_sub`) receives the
 //! events, each is validated against the published JSON Schema, and the detected anomaly must
-//! overlap the labelled one (frames 60-179, a bicycle) with no event before frame 40.
+//! overlap the labelled one (frames 60-179, a bicycle) with no event before frame 40; and the
+//! events published are exactly those `vigil eval` counts for the video.
 
 use std::process::Command;
 use std::time::Duration;
@@ -116,6 +117,46 @@ source = {{ kind = "dir", path = "{frames}" }}
     assert!(
         overlaps,
         "no event overlaps the labelled anomaly 60-179: {spans:?}"
+    );
+
+    // `vigil eval` counts the daemon's events: the same (start, end) message frames.
+    let eval = Command::new(vigil_bin())
+        .args(["eval", "--json", "--videos", "01", "--model"])
+        .arg(&model)
+        .arg("--dataset")
+        .arg(ped2_root())
+        .output()
+        .expect("run vigil eval");
+    assert!(
+        eval.status.success(),
+        "vigil eval failed: {}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    let counted: std::collections::BTreeSet<(u64, u64)> = report["videos"][0]["events"]
+        .as_array()
+        .expect("eval reports the video's events")
+        .iter()
+        .map(|e| {
+            (
+                e["started_on"].as_u64().unwrap(),
+                e["ended_on"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let published: std::collections::BTreeSet<(u64, u64)> = spans
+        .values()
+        .map(|(s, e)| (*s, e.expect("checked above")))
+        .collect();
+    assert_eq!(
+        published, counted,
+        "the daemon published other events than `vigil eval` counts"
+    );
+    assert_eq!(
+        report["events"]["episodes_detected"].as_u64(),
+        Some(u64::from(overlaps)),
+        "{}",
+        report["events"]
     );
 
     // The retained status ends as `stopped` after the clean exit.

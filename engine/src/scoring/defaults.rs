@@ -3,27 +3,33 @@
 
 use super::{EventConfig, NormalizerConfig};
 
-/// Window of the default rolling normaliser: 60 s at 10 fps, long enough that one anomaly does
-/// not become the scene's new normal, short enough to follow light changes.
+/// Window of the default normalisers: 60 s at 10 fps, long enough that one anomaly does not
+/// become the scene's new normal, short enough to follow light changes.
 pub const DEFAULT_WINDOW: usize = 600;
 
-/// How many training-noise spreads make up the smallest range the normaliser stretches to
-/// [0, 1]. With 1, a frame half-way from the typical to the noisiest normal training frame (p50
-/// to p99.9) above the window's minimum reaches the default `on` threshold of 0.5. Replaying the
-/// shipped Ped2 package's scores through this normaliser and the default hysteresis (see
-/// docs/models.md): 1.0 raises 8 events on the 16 normal training videos and catches 6 of 6
-/// anomalous test videos; 2.0 raises none on training but misses 3 of 6.
-pub const FLOOR_SPREADS: f32 = 1.0;
+/// What a package's calibration says about the raw score on normal footage
+/// (`ModelPackage::normal_scores`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormalScores {
+    /// p50 of the raw score on normal training frames.
+    pub median: f32,
+    /// p99.9 - p50: the scale of a scene's noise.
+    pub spread: f32,
+}
 
-/// The default normaliser: a rolling min-max whose range floor is the spread of the calibrated
-/// score on normal training frames (p99.9 - p50, see `ModelPackage::normal_score_spread`), so a
-/// quiet scene's noise is not stretched to [0, 1]. Uncalibrated packages fall back to z-scores
-/// of 0/1.
-pub fn default_normalizer(normal_spread: Option<f32>) -> NormalizerConfig {
-    match normal_spread {
-        Some(spread) => NormalizerConfig::MinMax {
+/// The default normaliser: a warm baseline ([`super::normalizer::Baseline`]) that starts at
+/// the calibrated normal median and puts 0.5 (the default `on` threshold) one calibrated spread
+/// above the baseline, the level one normal training frame in a thousand exceeds. Nothing in it
+/// was tuned on test videos: both numbers are the package's statistics of training frames.
+/// Uncalibrated packages fall back to z-scores of 0/1.
+pub fn default_normalizer(normal: Option<NormalScores>) -> NormalizerConfig {
+    match normal {
+        Some(n) => NormalizerConfig::Baseline {
+            median: n.median,
+            spread: n.spread.max(1e-6),
             window: DEFAULT_WINDOW,
-            floor: spread.max(1e-6) * FLOOR_SPREADS,
+            gate: 1.0,
+            relearn: super::normalizer::DEFAULT_RELEARN,
         },
         None => NormalizerConfig::ZScore {
             mean: 0.0,
@@ -32,8 +38,17 @@ pub fn default_normalizer(normal_spread: Option<f32>) -> NormalizerConfig {
     }
 }
 
-/// The default hysteresis; tuned on Ped2 training/test videos with the shipped BDFI package
-/// (docs/benchmarks.md).
+/// The rolling min-max normaliser vigil used before the baseline (kept for configurations that
+/// name it): the calibrated spread as the range floor, so a quiet scene's noise is not
+/// stretched to [0, 1].
+pub fn minmax_normalizer(normal: NormalScores) -> NormalizerConfig {
+    NormalizerConfig::MinMax {
+        window: DEFAULT_WINDOW,
+        floor: normal.spread.max(1e-6),
+    }
+}
+
+/// The default hysteresis (docs/models.md, "From score to events").
 pub fn default_events() -> EventConfig {
     EventConfig {
         on: 0.5,

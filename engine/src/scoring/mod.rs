@@ -1,7 +1,7 @@
 //! Scoring: from a recipe's error maps to normalised scores, regions and events.
 //!
 //! The per-frame path is `ErrorMap` (filled by the `*_into` functions) -> [`PatchDetector`]
-//! -> [`Normalizer`] -> [`EventDetector`]. Every type on
+//! -> [`Normalizer`] -> [`EventDetector`] (the last two coupled in [`ScoreStream`]). Every type on
 //! that path preallocates in its constructor so that steady state allocates nothing per frame;
 //! the offline helpers used by `vigil eval` ([`metrics`], [`median_filter`]) may allocate.
 //!
@@ -9,25 +9,29 @@
 //! [`ScoringError`], never as a panic: a broken model output must not take down a camera.
 
 pub mod defaults;
+pub mod episodes;
 pub mod errormap;
 pub mod event;
 pub mod metrics;
 pub mod normalizer;
 pub mod patch;
 pub mod smoothing;
+pub mod stream;
 
-pub use defaults::{default_events, default_normalizer};
+pub use defaults::{default_events, default_normalizer, minmax_normalizer, NormalScores};
+pub use episodes::{event_metrics, EventMetrics, StreamEvents};
 pub use errormap::{
     abs_error_into, fuse_into, l2_norm_channels_into, mean, mse, psnr, squared_error_into,
     upsample_nearest_into, ErrorMap, MSE_FLOOR,
 };
 pub use event::{EventConfig, EventDetector, EventInfo, Transition};
 pub use metrics::{eer, minmax_normalize, roc_auc, roc_curve, RocCurve};
-pub use normalizer::{Normalizer, NormalizerConfig, RollingMinMax, ZScore, MAX_WINDOW};
+pub use normalizer::{Baseline, Normalizer, NormalizerConfig, RollingMinMax, ZScore, MAX_WINDOW};
 pub use patch::{
     PatchConfig, PatchDetector, PatchReduce, PatchResult, Region, Regions, MAX_REGIONS,
 };
 pub use smoothing::{median_filter, MAX_MEDIAN_WIDTH};
+pub use stream::{EventSpan, ScoreStream};
 
 use thiserror::Error;
 

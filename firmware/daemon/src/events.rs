@@ -8,14 +8,13 @@ use std::time::{Duration, SystemTime};
 use vigil_engine::package::ModelPackage;
 use vigil_engine::recipe::Scored;
 use vigil_engine::scoring::{
-    ErrorMap, EventConfig, EventDetector, Normalizer, NormalizerConfig, PatchDetector,
-    ScoringError, Transition,
+    ErrorMap, EventConfig, NormalizerConfig, PatchDetector, ScoreStream, ScoringError, Transition,
 };
 
 pub struct EventStage {
-    normalizer: Normalizer,
+    /// Normaliser and hysteresis, the same code `vigil eval` counts events with.
+    stream: ScoreStream,
     patches: PatchDetector,
-    events: EventDetector,
     threshold: f32,
     region_fraction: f32,
     device: String,
@@ -40,10 +39,9 @@ impl EventStage {
         let m = &pkg.manifest;
         let patches = pkg.patch_detector()?;
         Ok(Self {
-            normalizer: Normalizer::from_config(normalizer)?,
+            stream: ScoreStream::new(normalizer, events)?,
             patches,
             threshold: events.on,
-            events: EventDetector::new(events)?,
             region_fraction,
             device: device.to_owned(),
             camera: camera.to_owned(),
@@ -58,11 +56,6 @@ impl EventStage {
         self.epoch = epoch;
     }
 
-    /// Forgets the normaliser's history (after a camera gap). An open event stays open.
-    pub fn reset_normalizer(&mut self) {
-        self.normalizer.reset();
-    }
-
     /// Processes one scored frame: returns the normalised score and, on a transition, the
     /// message to publish.
     pub fn process(
@@ -70,7 +63,7 @@ impl EventStage {
         scored: &Scored,
         map: &ErrorMap,
     ) -> Result<(f32, Option<EventMessage>), ScoringError> {
-        let score = self.normalizer.push(scored.raw)?;
+        let score = self.stream.normalise(scored.raw)?;
         // Regions: the strongest patches within `region_fraction` of the frame's worst one.
         // Skipped while the score is low: nobody reads regions of a normal frame.
         let mut regions = heapless::Vec::<
@@ -92,14 +85,14 @@ impl EventStage {
             }
         }
         let t = self
-            .events
+            .stream
             .update(scored.frame_index, scored.timestamp, score, &regions)?;
         Ok((score, t.map(|t| self.message(&t, EndReason::Score))))
     }
 
     /// Closes an open event at the end of the stream or at shutdown; `reason` says which.
     pub fn finish(&mut self, reason: EndReason) -> Option<EventMessage> {
-        self.events.finish().map(|t| self.message(&t, reason))
+        self.stream.finish().map(|t| self.message(&t, reason))
     }
 
     fn wall(&self, t: Duration) -> SystemTime {

@@ -95,7 +95,7 @@ impl PreparedCamera {
             .with_context(|| format!("camera {}: loading {}", cfg.name, pkg.dir.display()))?;
         let normalizer = cfg
             .normalizer
-            .unwrap_or_else(|| default_normalizer(pkg.normal_score_spread()));
+            .unwrap_or_else(|| default_normalizer(pkg.normal_scores()));
         let detector = EventStage::new(
             &pkg,
             &normalizer,
@@ -541,13 +541,10 @@ fn inference_loop(
         stats
             .queue_depth
             .store(ring.depth() as u64, Ordering::Relaxed);
-        let resets_before = analyzer.window_resets();
+        // Frames lost to a drop or a camera hiccup restart the recipe's window inside the
+        // analyzer; the normaliser keeps the camera's history (the scene has not changed).
         let result = analyzer.push(&frame);
         ring.release(frame);
-        if analyzer.window_resets() != resets_before {
-            // Frames were lost (drops, camera hiccup): scores after the gap start afresh.
-            detector.reset_normalizer();
-        }
         let scored = match result {
             Ok(Some(s)) => s,
             Ok(None) => continue,

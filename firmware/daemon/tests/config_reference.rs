@@ -83,7 +83,8 @@ fn every_key_of_every_struct_has_a_row_in_the_reference() {
     ];
     let mut tenso = keys::<BackendConfig>("kind = \"tensorrt\"\n");
     tenso.push("kind".into());
-    let mut norm = keys::<NormalizerConfig>("mode = \"minmax\"\n");
+    let mut norm = keys::<NormalizerConfig>("mode = \"baseline\"\n");
+    norm.extend(keys::<NormalizerConfig>("mode = \"minmax\"\n"));
     norm.extend(keys::<NormalizerConfig>("mode = \"zscore\"\n"));
     norm.push("mode".into());
     let wanted: Vec<(&str, Vec<String>)> = vec![

@@ -72,7 +72,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut map = ErrorMap::new(w, h)?;
     let mut patches = pkg.patch_detector()?;
     let mut norm = Normalizer::from_config(&vigil_engine::scoring::default_normalizer(
-        pkg.normal_score_spread(),
+        pkg.normal_scores(),
     ))?;
     let mut events = EventDetector::new(EventConfig {
         ..vigil_engine::scoring::default_events()

@@ -1,6 +1,12 @@
 //! `vigil eval`: frame-level ROC AUC of a model package on a labelled dataset, with the papers'
 //! protocol (per-video min-max, all frames pooled) and with the causal streaming normaliser the
-//! daemon uses, so the number users deploy with is reported beside the number papers print.
+//! daemon uses, so the number users deploy with is reported beside the number papers print;
+//! and the events the daemon would raise, counted against the labelled anomalous episodes.
+//!
+//! Two streaming protocols: `per_video` (each video a camera session of its own, the
+//! normaliser starting from the package's calibration) and `continuous` (every video one after
+//! the other in one camera session: the normaliser's history carries over, a video boundary
+//! restarts only the recipe's window, as a frame gap does in the daemon).
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -12,7 +18,13 @@ use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
 use vigil_engine::recipe::MAX_COMPONENTS;
-use vigil_engine::scoring::{default_normalizer, eer, roc_auc, Normalizer, NormalizerConfig};
+use vigil_engine::scoring::{
+    default_events, default_normalizer, eer, event_metrics, roc_auc, EventConfig, EventMetrics,
+    EventSpan, NormalizerConfig, ScoreStream, StreamEvents,
+};
+
+/// Ped2's frame rate: what turns frames into seconds when the dataset does not say.
+const DEFAULT_FPS: f64 = 10.0;
 
 /// `vigil eval`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -32,7 +44,8 @@ pub struct EvalArgs {
     /// Write a PNG of the score curves with the ground truth shaded.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Write every frame's scores as CSV: video,frame,anomalous,score_paper,score_stream.
+    /// Write every frame's scores as CSV:
+    /// video,frame,anomalous,score_paper,score_stream,score_stream_continuous,score_raw.
     #[arg(long)]
     scores_csv: Option<PathBuf>,
     /// Also evaluate with every activation quantised to INT8 at the calibration cache's
@@ -42,6 +55,10 @@ pub struct EvalArgs {
     /// Calibration cache for --simulate-int8 (default: PKG/calib.cache).
     #[arg(long, requires = "simulate_int8")]
     calib: Option<PathBuf>,
+    /// Frame rate of the dataset's videos (event timestamps, normal minutes, false events per
+    /// hour).
+    #[arg(long, default_value_t = DEFAULT_FPS)]
+    fps: f64,
 }
 
 /// `vigil eval`.
@@ -51,13 +68,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if !args.videos.is_empty() {
         ds.select(&args.videos)?;
     }
+    if !(args.fps.is_finite() && args.fps > 0.0) {
+        bail!(
+            "--fps {} is not a frame rate: give the videos' frames per second, e.g. 10 for Ped2",
+            args.fps
+        );
+    }
+    let opts = Protocol {
+        normalizer: None,
+        events: default_events(),
+        fps: args.fps,
+    };
     if args.simulate_int8 {
         let cache = args.calib.unwrap_or_else(|| pkg.calib_cache_path());
-        return eval_int8(&pkg, &ds, &cache, args.json);
+        return eval_int8(&pkg, &ds, &cache, &opts, args.json);
     }
     crate::warn_if_debug_build("eval");
     // The bar draws on stderr (and only on a terminal), so it never mixes into --json.
-    let report = evaluate(&pkg, &ds, None, true)?;
+    let report = evaluate(&pkg, &ds, &opts, true)?;
     if let Some(p) = &args.plot {
         plot(&report, p)?;
     }
@@ -77,11 +105,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
 
 /// `vigil eval --simulate-int8`: the FP32 evaluation and the simulated-INT8 one on the same
 /// frames, side by side.
-fn eval_int8(pkg: &ModelPackage, ds: &Dataset, cache: &Path, json: bool) -> Result<()> {
+fn eval_int8(
+    pkg: &ModelPackage,
+    ds: &Dataset,
+    cache: &Path,
+    opts: &Protocol,
+    json: bool,
+) -> Result<()> {
     // The cache is checked first: a wrong one fails before minutes of FP32 evaluation.
     let mut analyzer = super::calib::int8::simulated_int8_analyzer(pkg, cache)?;
-    let fp32 = evaluate(pkg, ds, None, !json)?;
-    let int8 = evaluate_with(&mut analyzer, pkg, ds, None, !json)?;
+    let fp32 = evaluate(pkg, ds, opts, !json)?;
+    let int8 = evaluate_with(&mut analyzer, pkg, ds, opts, !json)?;
     let max_diff = fp32
         .videos
         .iter()
@@ -145,6 +179,40 @@ fn print_report(r: &EvalReport) {
         "all    {:>7}           auc {:.4} (paper protocol)  auc_stream {:.4}  eer {:.4}  {:.1} fps",
         r.frames, r.auc, r.auc_stream, r.eer, r.fps
     );
+    println!(
+        "continuous stream (one camera session, every video in turn): auc_stream {:.4}",
+        r.auc_stream_continuous
+    );
+    for (name, e) in [
+        ("per video", &r.events),
+        ("continuous", &r.events_continuous),
+    ] {
+        let or_dash = |x: Option<f64>, digits: usize| {
+            x.map(|x| format!("{x:.digits$}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "events ({name}): {} of {} anomalous episodes raised an event, median onset {} frames; {} false events in {:.1} min of normal footage ({} per hour); {} of anomalous frames inside an open event",
+            e.episodes_detected,
+            e.episodes,
+            or_dash(e.onset_latency_frames_median, 1),
+            e.false_events,
+            e.normal_minutes,
+            or_dash(e.false_events_per_hour, 1),
+            e.anomalous_frames_covered
+                .map(|c| format!("{:.0}%", 100.0 * c))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+}
+
+/// How the streaming scores and events are computed: what the daemon would be configured with.
+#[derive(Debug, Clone)]
+pub struct Protocol {
+    /// `None`: the package's default normaliser, as `vigil run` uses when the camera names none.
+    pub normalizer: Option<NormalizerConfig>,
+    pub events: EventConfig,
+    pub fps: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,11 +230,21 @@ pub struct VideoResult {
     /// Paper-protocol frame scores, [0, 1].
     #[serde(skip)]
     pub scores: Vec<f32>,
-    /// Streaming-normalised frame scores.
+    /// Streaming-normalised frame scores, the video a camera session of its own.
     #[serde(skip)]
     pub scores_stream: Vec<f32>,
+    /// The same in the continuous stream (history from the videos before it).
+    #[serde(skip)]
+    pub scores_stream_continuous: Vec<f32>,
+    /// The recipe's raw streaming score.
+    #[serde(skip)]
+    pub raw: Vec<f32>,
+    #[serde(skip)]
+    pub scored: std::ops::Range<usize>,
     #[serde(skip)]
     pub labels: Vec<bool>,
+    /// The events the daemon raises replaying this video alone (frame indices of the video).
+    pub events: Vec<EventSpan>,
 }
 
 #[derive(Debug, Serialize)]
@@ -178,11 +256,21 @@ pub struct EvalReport {
     pub frames: usize,
     /// Paper protocol: per-video min-max of the recipe's components, pooled frame-level AUC.
     pub auc: f64,
-    /// Streaming protocol: the daemon's causal normaliser, pooled frame-level AUC.
+    /// Streaming protocol: the daemon's causal normaliser, each video a camera session of its
+    /// own, pooled frame-level AUC.
     pub auc_stream: f64,
+    /// The same normaliser with every video in one camera session, in order.
+    pub auc_stream_continuous: f64,
     pub eer: f64,
     pub eer_stream: f64,
     pub normalizer: NormalizerConfig,
+    pub event_config: EventConfig,
+    /// Frame rate the events' times and the normal minutes assume.
+    pub video_fps: f64,
+    /// Events counted against the labelled episodes, each video a camera session.
+    pub events: EventMetrics,
+    /// The same in the continuous stream.
+    pub events_continuous: EventMetrics,
     pub latency_frames: u32,
     /// Network frames per second during the evaluation (decode + preprocess + network + score).
     pub fps: f64,
@@ -194,6 +282,8 @@ pub struct EvalReport {
 pub struct VideoScores {
     pub components: Vec<Vec<f32>>,
     pub raw: Vec<f32>,
+    /// The frames the recipe scored, the only ones the daemon's event stage sees.
+    pub scored: std::ops::Range<usize>,
 }
 
 /// Runs the analyzer over one video's frames.
@@ -222,6 +312,13 @@ pub fn score_video(
         }
         tick();
     }
+    let scored = match (
+        raw.iter().position(Option::is_some),
+        raw.iter().rposition(Option::is_some),
+    ) {
+        (Some(a), Some(b)) => a..b + 1,
+        _ => bail!("video {} is too short to score", video.id),
+    };
     let comps =
         fill_edges(&comps).with_context(|| format!("video {} is too short to score", video.id))?;
     let raw =
@@ -231,6 +328,7 @@ pub fn score_video(
             .map(|c| comps.iter().map(|v| v[c]).collect())
             .collect(),
         raw,
+        scored,
     })
 }
 
@@ -253,11 +351,11 @@ fn fill_edges<T: Copy>(v: &[Option<T>]) -> Option<Vec<T>> {
 pub fn evaluate(
     pkg: &ModelPackage,
     ds: &Dataset,
-    normalizer: Option<NormalizerConfig>,
+    opts: &Protocol,
     progress: bool,
 ) -> Result<EvalReport> {
     let mut analyzer = Analyzer::cpu(pkg, 1)?;
-    evaluate_with(&mut analyzer, pkg, ds, normalizer, progress)
+    evaluate_with(&mut analyzer, pkg, ds, opts, progress)
 }
 
 /// [`evaluate`] with a given analyzer (another backend: simulated INT8, TensorRT).
@@ -265,7 +363,7 @@ pub fn evaluate_with(
     analyzer: &mut Analyzer,
     pkg: &ModelPackage,
     ds: &Dataset,
-    normalizer: Option<NormalizerConfig>,
+    opts: &Protocol,
     progress: bool,
 ) -> Result<EvalReport> {
     if !ds.has_labels() {
@@ -274,7 +372,9 @@ pub fn evaluate_with(
             ds.root.display()
         );
     }
-    let norm_cfg = normalizer.unwrap_or_else(|| default_normalizer(pkg.normal_score_spread()));
+    let norm_cfg = opts
+        .normalizer
+        .unwrap_or_else(|| default_normalizer(pkg.normal_scores()));
     let bar = if progress {
         indicatif::ProgressBar::new(ds.frame_count() as u64)
     } else {
@@ -293,13 +393,11 @@ pub fn evaluate_with(
         bar.set_message(format!("video {}", v.id));
         let s = score_video(analyzer, v, || bar.inc(1))?;
         let scores = analyzer.recipe().paper_scores(&s.components);
-        // A fresh normaliser per video: each test video is a separate camera session.
-        let mut norm = Normalizer::from_config(&norm_cfg)?;
-        let scores_stream = s
-            .raw
-            .iter()
-            .map(|&r| norm.push(r))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Each test video a camera session of its own, as the daemon replays it.
+        let mut session = ScoreStream::new(&norm_cfg, opts.events)?;
+        let mut events = Vec::new();
+        let scores_stream = replay_video(&mut session, &s.raw, &s.scored, 0, opts, &mut events)?;
+        session.close(s.scored.end as u64 - 1, &mut events);
         let labels = v.labels.clone().context("labels checked above")?;
         let both = labels.iter().any(|&l| l) && labels.iter().any(|&l| !l);
         videos.push(VideoResult {
@@ -315,11 +413,30 @@ pub fn evaluate_with(
             }),
             scores,
             scores_stream,
+            scores_stream_continuous: Vec::new(),
+            raw: s.raw,
+            scored: s.scored,
             labels,
+            events,
         });
     }
     bar.finish_and_clear();
     let secs = t0.elapsed().as_secs_f64();
+    let latency = analyzer.recipe().latency_frames();
+    let per_video: Vec<StreamEvents> = videos
+        .iter()
+        .map(|v| StreamEvents {
+            labels: &v.labels,
+            offset: 0,
+            video_starts: &[0],
+            spans: &v.events,
+        })
+        .collect();
+    let events = event_metrics(&per_video, latency, opts.fps);
+    let (events_continuous, continuous) = continuous_stream(&videos, &norm_cfg, opts, latency)?;
+    for (v, c) in videos.iter_mut().zip(continuous) {
+        v.scores_stream_continuous = c;
+    }
     let all = |f: fn(&VideoResult) -> &Vec<f32>| {
         videos
             .iter()
@@ -330,7 +447,11 @@ pub fn evaluate_with(
         .iter()
         .flat_map(|v| v.labels.iter().copied())
         .collect();
-    let (paper, stream) = (all(|v| &v.scores), all(|v| &v.scores_stream));
+    let (paper, stream, continuous) = (
+        all(|v| &v.scores),
+        all(|v| &v.scores_stream),
+        all(|v| &v.scores_stream_continuous),
+    );
     Ok(EvalReport {
         model: pkg.manifest.name.clone(),
         recipe: pkg.manifest.recipe.clone(),
@@ -339,30 +460,107 @@ pub fn evaluate_with(
         frames: labels.len(),
         auc: roc_auc(&paper, &labels)?,
         auc_stream: roc_auc(&stream, &labels)?,
+        auc_stream_continuous: roc_auc(&continuous, &labels)?,
         eer: eer(&paper, &labels)?,
         eer_stream: eer(&stream, &labels)?,
         normalizer: norm_cfg,
-        latency_frames: analyzer.recipe().latency_frames(),
+        event_config: opts.events,
+        video_fps: opts.fps,
+        events,
+        events_continuous,
+        latency_frames: latency,
         fps: labels.len() as f64 / secs,
         videos,
     })
 }
 
+/// Replays the frames of a video the recipe scored (frame `i` of the video is frame
+/// `offset + i` of the stream) and returns a normalised score for every frame, the edges
+/// copying the nearest scored one as [`score_video`] does.
+fn replay_video(
+    session: &mut ScoreStream,
+    raw: &[f32],
+    scored: &std::ops::Range<usize>,
+    offset: u64,
+    opts: &Protocol,
+    spans: &mut Vec<EventSpan>,
+) -> Result<Vec<f32>> {
+    let inner = session.replay(
+        &raw[scored.clone()],
+        offset + scored.start as u64,
+        opts.fps,
+        spans,
+    )?;
+    let (first, last) = (inner[0], inner[inner.len() - 1]);
+    let mut out = vec![first; scored.start];
+    out.extend(inner);
+    out.resize(raw.len(), last);
+    Ok(out)
+}
+
+/// Every video in turn through one [`ScoreStream`]: the continuous protocol. Returns its event
+/// metrics and each video's normalised scores.
+fn continuous_stream(
+    videos: &[VideoResult],
+    norm: &NormalizerConfig,
+    opts: &Protocol,
+    latency: u32,
+) -> Result<(EventMetrics, Vec<Vec<f32>>)> {
+    let mut session = ScoreStream::new(norm, opts.events)?;
+    let (mut spans, mut scores, mut starts, mut labels) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut last_scored = 0;
+    for v in videos {
+        let offset = labels.len() as u64;
+        starts.push(labels.len());
+        scores.push(replay_video(
+            &mut session,
+            &v.raw,
+            &v.scored,
+            offset,
+            opts,
+            &mut spans,
+        )?);
+        labels.extend_from_slice(&v.labels);
+        last_scored = offset + v.scored.end as u64 - 1;
+    }
+    session.close(last_scored, &mut spans);
+    let metrics = event_metrics(
+        &[StreamEvents {
+            labels: &labels,
+            offset: 0,
+            video_starts: &starts,
+            spans: &spans,
+        }],
+        latency,
+        opts.fps,
+    );
+    Ok((metrics, scores))
+}
+
 /// Writes every frame's scores, one row per frame:
-/// `video,frame,anomalous,score_paper,score_stream` (scores in [0, 1], full f32 precision).
+/// `video,frame,anomalous,score_paper,score_stream,score_stream_continuous,score_raw` (the
+/// first three scores in [0, 1]; the raw score is the recipe's, before normalisation; full f32
+/// precision).
 pub fn write_scores_csv(report: &EvalReport, path: &Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(out, "video,frame,anomalous,score_paper,score_stream")?;
+    writeln!(
+        out,
+        "video,frame,anomalous,score_paper,score_stream,score_stream_continuous,score_raw"
+    )?;
     for v in &report.videos {
-        for (t, ((p, s), y)) in v
-            .scores
-            .iter()
-            .zip(&v.scores_stream)
-            .zip(&v.labels)
-            .enumerate()
-        {
-            writeln!(out, "{},{t},{},{p:e},{s:e}", v.id, u8::from(*y))?;
+        for t in 0..v.labels.len() {
+            writeln!(
+                out,
+                "{},{t},{},{:e},{:e},{:e},{:e}",
+                v.id,
+                u8::from(v.labels[t]),
+                v.scores[t],
+                v.scores_stream[t],
+                v.scores_stream_continuous[t],
+                v.raw[t]
+            )?;
         }
     }
     out.flush()
@@ -448,6 +646,21 @@ pub fn plot(report: &EvalReport, out: &Path) -> Result<()> {
             ))?
             .label("streaming (causal)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(0, 140, 0)));
+        // Events as the daemon raises them replaying this video: open from `start` to `end`.
+        let last = v.frames.saturating_sub(1) as u64;
+        let orange = RGBColor(230, 120, 0);
+        for (k, e) in v.events.iter().enumerate() {
+            let r = e.open_frames(last);
+            let series = chart.draw_series(std::iter::once(Rectangle::new(
+                [(*r.start() as f64, 1.0), (*r.end() as f64 + 1.0, 1.04)],
+                orange.filled(),
+            )))?;
+            if k == 0 {
+                series.label("event open (daemon)").legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 4), (x + 16, y + 4)], orange.filled())
+                });
+            }
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)

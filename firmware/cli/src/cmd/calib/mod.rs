@@ -1,6 +1,6 @@
 //! `vigil calib scores`: statistics of a package's scores on normal (training) frames, written
 //! into its manifest. They make the streaming score comparable across components (z-scores) and
-//! give the normaliser its range floor (`vigil_engine::scoring::default_normalizer`).
+//! give the default normaliser its starting level and scale (`vigil_engine::scoring::default_normalizer`).
 
 pub mod int8;
 mod plan;
