@@ -89,6 +89,7 @@ cat > "$tmp/expected" <<'LIST'
 /usr/share/vigil/models/ped2-stm-ae/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-stm-ae/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-stm-ae/model.toml -rw-r--r--
+/usr/share/vigil/models/ped2-ustn-dsc/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-ustn-dsc/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-ustn-dsc/model.toml -rw-r--r--
 LIST
