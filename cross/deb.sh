@@ -81,6 +81,7 @@ cat > "$tmp/expected" <<'LIST'
 /usr/share/vigil/models/ped2-bdfi/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-bdfi/model.toml -rw-r--r--
+/usr/share/vigil/models/ped2-hf2vad/calib.cache -rw-r--r--
 /usr/share/vigil/models/ped2-hf2vad/model.onnx -rw-r--r--
 /usr/share/vigil/models/ped2-hf2vad/model.toml -rw-r--r--
 /usr/share/vigil/models/ped2-maam-net/calib.cache -rw-r--r--

@@ -26,25 +26,12 @@ fn packages() -> Vec<PathBuf> {
     dirs
 }
 
-/// Packages whose calibration (and precision plan) has not finished yet: issue 23 is open
-/// until this list is empty. A package that gains a cache must leave the list, so the test
-/// fails when the list is stale as well as when a package outside it has no cache.
-const NOT_CALIBRATED_YET: &[&str] = &["ped2-hf2vad"];
-
 #[test]
 fn every_shipped_package_carries_a_cache_made_for_its_onnx() {
     for dir in packages() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         // Loading checks the cache's sha256 and that it was computed on this ONNX.
         let pkg = ModelPackage::load(&dir).unwrap();
-        if NOT_CALIBRATED_YET.contains(&name.as_str()) {
-            assert!(
-                pkg.manifest.int8.is_none() && !pkg.calib_cache_path().exists(),
-                "{name} now has an INT8 cache: remove it from NOT_CALIBRATED_YET"
-            );
-            println!("{name}: NO INT8 calibration cache yet (issue 23 open)");
-            continue;
-        }
         let q = pkg.manifest.int8.as_ref().unwrap_or_else(|| {
             panic!(
                 "{name}: no [int8] table; run `vigil calib int8 {}`",
