@@ -3,8 +3,9 @@
 
 use super::{EventConfig, NormalizerConfig};
 
-/// Window of the default normalisers: 60 s at 10 fps, long enough that one anomaly does not
-/// become the scene's new normal, short enough to follow light changes.
+/// Window of the rolling min-max normaliser: 60 s at 10 fps, long enough that one anomaly does
+/// not become the scene's new normal, short enough to follow light changes. (The default
+/// baseline's is `normalizer::DEFAULT_BASELINE_WINDOW`.)
 pub const DEFAULT_WINDOW: usize = 600;
 
 /// What a package's calibration says about the raw score on normal footage
@@ -27,7 +28,7 @@ pub fn default_normalizer(normal: Option<NormalScores>) -> NormalizerConfig {
         Some(n) => NormalizerConfig::Baseline {
             median: n.median,
             spread: n.spread.max(1e-6),
-            window: DEFAULT_WINDOW,
+            window: super::normalizer::DEFAULT_BASELINE_WINDOW,
             gate: 1.0,
             relearn: super::normalizer::DEFAULT_RELEARN,
         },

@@ -159,9 +159,14 @@ const BASELINE_MIDPOINT_SPREADS: f32 = 1.0;
 /// or 1), so AUCs of the normalised score equal those of `raw - baseline`.
 const BASELINE_SLOPE: f32 = 2.0;
 
-/// Default [`Baseline`] window: 60 s at 10 fps (see [`super::defaults::DEFAULT_WINDOW`]).
+/// Default [`Baseline`] window: twice `relearn` (10 minutes at 10 fps). The median moves only
+/// once half the window is new, so an anomaly too weak for the gate (admitted while below it)
+/// is kept from becoming the scene for as long as a strong one is by `relearn`. Light and
+/// season drift over tens of minutes; the median follows with a lag of half the window.
+pub const DEFAULT_BASELINE_WINDOW: usize = 2 * DEFAULT_RELEARN;
+
 fn default_baseline_window() -> usize {
-    super::defaults::DEFAULT_WINDOW
+    DEFAULT_BASELINE_WINDOW
 }
 
 /// Default [`Baseline`] gate: frames more than one spread above the baseline (beyond the
@@ -188,8 +193,8 @@ fn default_baseline_relearn() -> usize {
 /// * **Cannot be taught an anomaly**: a frame enters the window only when it is at most `gate`
 ///   spreads above the level and the caller says it may (the daemon and `vigil eval` hold it
 ///   while an event is open). The median ignores the rest of the tail.
-/// * **Follows drift**: light and season move the level slowly; the median follows within half
-///   a window. A change larger than the gate (a moved camera) shuts every frame out; after
+/// * **Follows drift**: light and season move the level slowly; the median follows with a lag
+///   of half a window. A change larger than the gate (a moved camera) shuts every frame out; after
 ///   `relearn` consecutive frames shut out (gated or held), the level is taken to have changed
 ///   for good and frames are admitted until one passes the gate again (the median gets there
 ///   in half a window).
@@ -675,7 +680,7 @@ mod tests {
             NormalizerConfig::Baseline {
                 median: -0.1,
                 spread: 2.5,
-                window: 600,
+                window: 6000,
                 gate: 1.0,
                 relearn: 3000
             }

@@ -157,7 +157,8 @@ pub struct CameraConfig {
     /// `lossless = false` on a paced replay imitates a live camera.
     #[serde(default)]
     pub lossless: Option<bool>,
-    /// Defaults to a rolling min-max whose floor comes from the package's calibration.
+    /// Defaults to the warm baseline of the package's calibration
+    /// (`vigil_engine::scoring::default_normalizer`).
     #[serde(default)]
     pub normalizer: Option<NormalizerConfig>,
     #[serde(default = "vigil_engine::scoring::default_events")]

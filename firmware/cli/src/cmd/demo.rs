@@ -146,6 +146,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&outbox);
     result?;
     println!("\n{produced} event message(s) produced, {received} received from the broker");
+    println!(
+        "what these events are worth on a real camera (how late they start, how many false alarms): docs/mqtt.md, \"What a consumer should expect\""
+    );
     if received < produced {
         bail!(
             "{} event message(s) were not received from the broker",
