@@ -3,11 +3,6 @@
 
 use super::{EventConfig, NormalizerConfig};
 
-/// Window of the rolling min-max normaliser: 60 s at 10 fps, long enough that one anomaly does
-/// not become the scene's new normal, short enough to follow light changes. (The default
-/// baseline's is `normalizer::DEFAULT_BASELINE_WINDOW`.)
-pub const DEFAULT_WINDOW: usize = 600;
-
 /// What a package's calibration says about the raw score on normal footage
 /// (`ModelPackage::normal_scores`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,16 +31,6 @@ pub fn default_normalizer(normal: Option<NormalScores>) -> NormalizerConfig {
             mean: 0.0,
             std: 1.0,
         },
-    }
-}
-
-/// The rolling min-max normaliser vigil used before the baseline (kept for configurations that
-/// name it): the calibrated spread as the range floor, so a quiet scene's noise is not
-/// stretched to [0, 1].
-pub fn minmax_normalizer(normal: NormalScores) -> NormalizerConfig {
-    NormalizerConfig::MinMax {
-        window: DEFAULT_WINDOW,
-        floor: normal.spread.max(1e-6),
     }
 }
 

@@ -18,7 +18,7 @@ pub mod patch;
 pub mod smoothing;
 pub mod stream;
 
-pub use defaults::{default_events, default_normalizer, minmax_normalizer, NormalScores};
+pub use defaults::{default_events, default_normalizer, NormalScores};
 pub use episodes::{event_metrics, EventMetrics, StreamEvents};
 pub use errormap::{
     abs_error_into, fuse_into, l2_norm_channels_into, mean, mse, psnr, squared_error_into,
