@@ -117,9 +117,6 @@ impl Analyzer {
     pub fn error_map(&self) -> &ErrorMap {
         self.recipe.error_map()
     }
-    pub fn window_resets(&self) -> u64 {
-        self.window.resets()
-    }
     pub fn times(&self) -> StageTimes {
         self.times
     }

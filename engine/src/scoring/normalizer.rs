@@ -19,6 +19,17 @@ use super::{invalid, Result, ScoringError};
 /// value is a configuration mistake, and must not abort the process on allocation.
 pub const MAX_WINDOW: usize = 1 << 20;
 
+/// A rolling window's length: at least one frame, at most [`MAX_WINDOW`].
+fn check_window(what: &'static str, window: usize) -> Result<()> {
+    if window == 0 || window > MAX_WINDOW {
+        return Err(invalid(
+            what,
+            format!("must be between 1 and {MAX_WINDOW} frames, got {window}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Min-max over the last `window` values (the current one included), O(1) amortised per push.
 ///
 /// Two monotonic deques hold the candidates for the window's minimum and maximum; each value
@@ -41,12 +52,7 @@ impl RollingMinMax {
     /// scene whose scores vary by 1e-4 is not stretched to fill [0, 1]. Take it from
     /// calibration (e.g. the typical range of normal footage).
     pub fn new(window: usize, floor: f32) -> Result<Self> {
-        if window == 0 || window > MAX_WINDOW {
-            return Err(invalid(
-                "minmax normalizer window",
-                format!("must be between 1 and {MAX_WINDOW} frames, got {window}"),
-            ));
-        }
+        check_window("minmax normalizer window", window)?;
         if !(floor.is_finite() && floor >= 0.0) {
             return Err(invalid(
                 "minmax normalizer floor",
@@ -233,12 +239,7 @@ impl Baseline {
                 format!("must be a finite value > 0, got {spread}"),
             ));
         }
-        if window == 0 || window > MAX_WINDOW {
-            return Err(invalid(
-                "baseline normalizer window",
-                format!("must be between 1 and {MAX_WINDOW} frames, got {window}"),
-            ));
-        }
+        check_window("baseline normalizer window", window)?;
         if !(gate.is_finite() && gate > 0.0) {
             return Err(invalid(
                 "baseline normalizer gate",

@@ -67,6 +67,55 @@ impl CameraHandle {
     }
 }
 
+/// Lines of [`PreparedCamera::describe_scoring`].
+fn describe_scoring(
+    cfg: &CameraConfig,
+    pkg: &ModelPackage,
+    normalizer: &vigil_engine::scoring::NormalizerConfig,
+) -> Vec<String> {
+    use vigil_engine::scoring::NormalizerConfig;
+    let origin = if cfg.normalizer.is_some() {
+        "configured"
+    } else {
+        "default, from the package's calibration"
+    };
+    let desc = match *normalizer {
+        NormalizerConfig::Baseline {
+            median,
+            spread,
+            window,
+            gate,
+            relearn,
+        } => format!(
+            "baseline (level starts at {median:.4}, spread {spread:.4}, window {window}, gate {gate}, relearn {relearn})"
+        ),
+        NormalizerConfig::MinMax { window, floor } => {
+            format!("minmax (window {window}, floor {floor:.4})")
+        }
+        NormalizerConfig::ZScore { mean, std } => format!("zscore (mean {mean:.4}, std {std:.4})"),
+    };
+    let at = |y: f32| {
+        normalizer
+            .raw_at(y)
+            .map(|r| format!(" = raw {r:.4}"))
+            .unwrap_or_default()
+    };
+    let mut lines = vec![format!(
+        "normaliser {desc}, {origin}; events on {}{}, off {}{}",
+        cfg.events.on,
+        at(cfg.events.on),
+        cfg.events.off,
+        at(cfg.events.off),
+    )];
+    if let Some(s) = pkg.manifest.calibration.as_ref().map(|c| &c.score) {
+        lines.push(format!(
+            "raw score on the package's normal training frames: p50 {:.4}, p99 {:.4}, p99.9 {:.4}, max {:.4}",
+            s.p50, s.p99, s.p999, s.max
+        ));
+    }
+    lines
+}
+
 /// A camera ready to run: its model is loaded, its recipe, normaliser and event settings are
 /// built, and its source is open. Everything `vigil run` can refuse at start about a camera is
 /// refused while preparing it, before anything reaches the broker; `vigil check` prepares each
@@ -75,6 +124,8 @@ pub struct PreparedCamera {
     name: String,
     /// `model <name> (<recipe>), calibrated: ...`, for `vigil check`.
     model: String,
+    /// The normaliser and what the event thresholds mean in raw score, for `vigil check`.
+    scoring: Vec<String>,
     source: SourceConfig,
     lossless: bool,
     src: BoxedSource,
@@ -132,9 +183,11 @@ impl PreparedCamera {
                 "no (run `vigil calib scores`)"
             }
         );
+        let scoring = describe_scoring(cfg, &pkg, &normalizer);
         Ok(PreparedCamera {
             name: cfg.name.clone(),
             model,
+            scoring,
             source: cfg.source.clone(),
             lossless: cfg
                 .lossless
@@ -155,6 +208,12 @@ impl PreparedCamera {
         format!("{} -> {}", self.src.describe(), self.model)
     }
 
+    /// The normaliser the camera runs and the raw scores its event thresholds stand for, beside
+    /// the package's normal quantiles, for `vigil check`: `on`/`off` read in the model's units.
+    pub fn describe_scoring(&self) -> &[String] {
+        &self.scoring
+    }
+
     /// Starts the camera's capture and inference threads.
     pub fn spawn(
         self,
@@ -165,6 +224,7 @@ impl PreparedCamera {
         let PreparedCamera {
             name,
             model: _,
+            scoring: _,
             source: source_cfg,
             lossless,
             mut src,

@@ -11,7 +11,12 @@ pub fn run(args: ConfigArg) -> Result<()> {
         .with_context(|| format!("config {}", config.display()))?;
     for cam in &cfg.cameras {
         match checked.cameras.iter().find(|c| c.name() == cam.name) {
-            Some(c) => println!("camera {}: {}", cam.name, c.describe()),
+            Some(c) => {
+                println!("camera {}: {}", cam.name, c.describe());
+                for line in c.describe_scoring() {
+                    println!("camera {}: {line}", cam.name);
+                }
+            }
             None => println!("camera {}: device busy, not opened (see above)", cam.name),
         }
     }
@@ -20,62 +25,10 @@ pub fn run(args: ConfigArg) -> Result<()> {
         println!("TensorRT {} installed", vigil_tensorrt::library_version());
     }
     for cam in &cfg.cameras {
-        print_scoring(cam);
         print_engine_readiness(&cam.name, &cam.model);
     }
     println!("{}: OK", config.display());
     Ok(())
-}
-
-/// The normaliser a camera runs and the raw scores its event thresholds stand for, so that
-/// `on`/`off` can be read in the model's own units (and against its calibration).
-fn print_scoring(cam: &vigil_daemon::config::CameraConfig) {
-    let Ok(pkg) = vigil_engine::package::ModelPackage::load(&cam.model) else {
-        return; // preflight has already reported the package
-    };
-    let (norm, origin) = match cam.normalizer {
-        Some(n) => (n, "configured"),
-        None => (
-            vigil_engine::scoring::default_normalizer(pkg.normal_scores()),
-            "default, from the package's calibration",
-        ),
-    };
-    let desc = match norm {
-        vigil_engine::scoring::NormalizerConfig::Baseline {
-            median,
-            spread,
-            window,
-            gate,
-            relearn,
-        } => format!(
-            "baseline (level starts at {median:.4}, spread {spread:.4}, window {window}, gate {gate}, relearn {relearn})"
-        ),
-        vigil_engine::scoring::NormalizerConfig::MinMax { window, floor } => {
-            format!("minmax (window {window}, floor {floor:.4})")
-        }
-        vigil_engine::scoring::NormalizerConfig::ZScore { mean, std } => {
-            format!("zscore (mean {mean:.4}, std {std:.4})")
-        }
-    };
-    let at = |y: f32| {
-        norm.raw_at(y)
-            .map(|r| format!(" = raw {r:.4}"))
-            .unwrap_or_default()
-    };
-    println!(
-        "camera {}: normaliser {desc}, {origin}; events on {}{}, off {}{}",
-        cam.name,
-        cam.events.on,
-        at(cam.events.on),
-        cam.events.off,
-        at(cam.events.off),
-    );
-    if let Some(s) = pkg.manifest.calibration.as_ref().map(|c| &c.score) {
-        println!(
-            "camera {}: raw score on the package's normal training frames: p50 {:.4}, p99 {:.4}, p99.9 {:.4}, max {:.4}",
-            cam.name, s.p50, s.p99, s.p999, s.max
-        );
-    }
 }
 
 /// Whether each JetPack's TensorRT can build an engine of the camera's model, by the ONNX
