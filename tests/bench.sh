@@ -52,6 +52,6 @@ run six-cameras $videos
 echo "== 3. PyTorch eager, same network and per-frame loop, Ped2 video 01"
 for t in 1 2; do
   /usr/bin/time -f "pytorch threads=$t: max RSS %M KiB" \
-    "$py" engine/zoo/bench_torch.py --checkpoint engine/zoo/checkpoints/ped2-bdfi.pt \
+    "$py" -m vigil_zoo bench --model bdfi --checkpoint engine/zoo/checkpoints/ped2-bdfi.pt \
     --frames "$ped2/testing/frames/01" --threads "$t"
 done

@@ -41,9 +41,12 @@ if [ "$mode" = test ]; then
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
-  reqs=(-r "$root/engine/zoo/requirements.txt" -r "$root/engine/tests/fixtures/scoring/requirements.txt"
+  # the model zoo as an editable package (its dependencies are in engine/zoo/pyproject.toml):
+  # `vigil-zoo` / `python -m vigil_zoo`, which the parity test runs
+  reqs=(-e "$root/engine/zoo" -r "$root/engine/tests/fixtures/scoring/requirements.txt"
         -r "$root/engine/tensorrt/requirements.txt")
-  if ! "$venv/bin/python" -c "import torch, numpy, onnx, sklearn, scipy, cv2" 2>/dev/null \
+  # -I: vigil_zoo must come from the install, not from a working directory inside engine/zoo
+  if ! "$venv/bin/python" -I -c "import torch, numpy, onnx, sklearn, scipy, cv2, vigil_zoo" 2>/dev/null \
      || ! compgen -G "$venv/lib/python3*/site-packages/nvidia/cuda_nvcc/include/crt/host_defines.h" >/dev/null; then
     echo "bootstrap: installing Python packages into .venv (PyTorch is large; this takes a few minutes once)"
     "$venv/bin/pip" install -q --upgrade pip

@@ -1,8 +1,9 @@
 //! The detector stage (`[detector]`) on real Ped2 frames, with a real trained detector: the
 //! fixture `fixtures/detector/ped2-people-yolov8.onnx` has Ultralytics YOLOv8's output layout and
-//! was trained on Ped2's training videos (engine/zoo/train_detector.py; a stand-in for a user's
-//! COCO export, which cannot be downloaded here). Its decoded, NMS-filtered boxes must match
-//! the independent Python reference (engine/zoo/detector_ref.py: OpenCV letterbox, onnxruntime,
+//! was trained on Ped2's training videos (`vigil-zoo detector train`,
+//! engine/zoo/vigil_zoo/detector/train.py; a stand-in for a user's COCO export, which cannot be
+//! downloaded here). Its decoded, NMS-filtered boxes must match the independent Python reference
+//! (`vigil-zoo detector ref`, engine/zoo/vigil_zoo/detector/ref.py: OpenCV letterbox, onnxruntime,
 //! numpy NMS) recorded in `fixtures/detector/ped2-test01-f100.json`, and cover the walkers drawn
 //! by hand; in a package, detections join the motion boxes as HF2-VAD's pipeline joins them.
 

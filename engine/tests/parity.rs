@@ -1,9 +1,10 @@
 //! Parity: the shipped ONNX run by tract equals the PyTorch checkpoint it was exported from,
 //! on real Ped2 frames prepared by the runtime's own preprocessing (max abs difference <= 1e-4).
 //!
-//! PyTorch runs for real (engine/zoo/parity.py in the project's virtualenv, `.venv/`, created by
-//! `tests/bootstrap.sh`; `VIGIL_PYTHON` overrides the interpreter). If it is missing the test
-//! fails and says how to create it: a skipped parity test proves nothing.
+//! PyTorch runs for real (`python -m vigil_zoo parity`: the zoo package, installed into the
+//! project's virtualenv `.venv/` by `tests/bootstrap.sh`; `VIGIL_PYTHON` overrides the
+//! interpreter). If it is missing the test fails and says how to create it: a skipped parity test
+//! proves nothing.
 
 use crate::common;
 
@@ -25,7 +26,7 @@ fn read_npy(path: &Path) -> ndarray::ArrayD<f32> {
 }
 
 /// Runs `frames` of the demo clip (Ped2 test video 01) through the package's analyzer, hands its
-/// network inputs to `engine/zoo/parity.py --model <model>` and compares every output.
+/// network inputs to `vigil-zoo parity --model <model>` and compares every output.
 fn check_parity(
     package: &str,
     checkpoint: &str,
@@ -61,18 +62,18 @@ fn check_parity(
     }
     let out = dir.path().join("torch");
     let status = Command::new(python())
-        .arg(repo().join("engine/zoo/parity.py"))
-        .args(["--model", model, "--checkpoint"])
+        .args(["-m", "vigil_zoo", "parity", "--model", model, "--checkpoint"])
         .arg(repo().join("engine/zoo/checkpoints").join(checkpoint))
         .arg("--inputs")
         .arg(dir.path())
         .arg("--out")
         .arg(&out)
         .status()
-        .expect("run engine/zoo/parity.py");
+        .expect("run python -m vigil_zoo parity");
     assert!(
         status.success(),
-        "engine/zoo/parity.py --model {model} failed"
+        "python -m vigil_zoo parity --model {model} failed (no vigil_zoo? `bash tests/bootstrap.sh \
+         test` installs engine/zoo into .venv)"
     );
     for (spec, t) in pkg.manifest.onnx.outputs.iter().zip(analyzer.outputs()) {
         let reference = read_npy(&out.join(format!("{}.npy", spec.name)));

@@ -64,7 +64,7 @@ fn required(pkg: &ModelPackage, key: &str, positive: bool) -> Result<f32, Recipe
         return Err(RecipeError::Param {
             package: pkg.manifest.name.clone(),
             key: key.to_owned(),
-            reason: "missing: the training objects' error statistics are written by engine/zoo/export_hf2vad.py".into(),
+            reason: "missing: the training objects' error statistics are written by `vigil-zoo export --model hf2vad`".into(),
         });
     }
     let lo = if positive { f32::MIN_POSITIVE } else { -1e30 };

@@ -1,0 +1,4 @@
+"""`python -m vigil_zoo ...` is `vigil-zoo ...`."""
+from .cli import main
+
+raise SystemExit(main())

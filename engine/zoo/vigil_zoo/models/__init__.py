@@ -1,0 +1,1 @@
+"""The networks (torch.nn.Module) and their losses, one module per model."""

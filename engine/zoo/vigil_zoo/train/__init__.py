@@ -1,0 +1,1 @@
+"""Trainers, one module per model; each has main(argv, prog), reached as `vigil-zoo train --model NAME`."""
