@@ -104,8 +104,8 @@ def resume_of(ckpt, path) -> dict:
     """The checkpoint's resume record, or a clear exit where there is none."""
     rec = ckpt.get("resume")
     if rec is None:
-        raise SystemExit(f"--resume {path}: this checkpoint has no training state (written by an older "
-                         f"trainer, or stripped); start a new run from its weights instead")
+        raise SystemExit(f"--resume {path}: this checkpoint has no training state (the run finished, "
+                         f"or an older trainer wrote it); start a new run from its weights instead")
     return rec
 
 

@@ -116,7 +116,7 @@ def provenance_lines(fields, checkpoint):
 
 def train_provenance(args, ckpt):
     """[provenance] fields of a single-stage training run: the checkpoint's "train" record
-    (train_bdfi.py, train_maam_net.py) and the export's --dataset / --trained-on."""
+    (the bdfi and maam-net trainers) and the export's --dataset / --trained-on."""
     import torch
     tr = ckpt.get("train", {})
     return {

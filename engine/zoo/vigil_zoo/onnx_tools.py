@@ -68,3 +68,46 @@ def int32_gather_indices(path):
         onnx.checker.check_model(m, full_check=True)
         onnx.save(m, path)
     return changed
+
+
+def ort_session(path, threads=None):
+    """An onnxruntime CPU session of `path`; `threads` limits its intra-op threads."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def compare_with_torch(sess, model, inputs, outputs, samples, what="inputs", tol=1e-4):
+    """Max abs difference of every output of the exported graph against the PyTorch model over
+    `samples` (tuples of float32 arrays in the order of `inputs`); printed, and the export
+    refused above `tol`. Returns {output: max abs difference}."""
+    import numpy as np
+    import torch
+    worst = {k: 0.0 for k in outputs}
+    for xs in samples:
+        with torch.no_grad():
+            ref = model(*[torch.from_numpy(x) for x in xs])
+        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+        got = sess.run(list(outputs), dict(zip(inputs, xs)))
+        for k, r, g in zip(outputs, ref, got):
+            worst[k] = max(worst[k], float(np.abs(r.numpy() - g).max()))
+    print(f"onnxruntime vs PyTorch max abs diff over {len(samples)} {what}: "
+          + ", ".join(f"{k}={v:.2e}" for k, v in worst.items()))
+    if max(worst.values()) > tol:
+        sys.exit(f"onnxruntime differs from PyTorch by more than {tol}")
+    return worst
+
+
+def time_session(sess, outputs, feed, reps, what):
+    """Milliseconds per run of the session on `feed` (after 3 untimed runs), printed."""
+    import time
+    for _ in range(3):
+        sess.run(list(outputs), feed)
+    t0 = time.time()
+    for _ in range(reps):
+        sess.run(list(outputs), feed)
+    ms = 1000 * (time.time() - t0) / reps
+    print(f"onnxruntime, 1 thread: {ms:.1f} ms per {what}")
+    return ms

@@ -37,13 +37,24 @@ def parser(doc, prog=None):
     return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def add_device_resume(ap, device_help="torch device: cpu or cuda (cuda is not bit-identical to cpu; "
-                      "the shipped models were trained on the CPU)"):
-    """--device and --resume, which every trainer takes."""
+def trainer_parser(doc, prog, *, data_help, batch, threads, set_help,
+                   device_help="torch device: cpu or cuda (cuda is not bit-identical to cpu; "
+                               "the shipped models were trained on the CPU)"):
+    """The options every trainer takes (--data, --batch, --seed, --out, --threads, --max-steps,
+    --set, --device, --resume), with the trainer's defaults; the trainer adds its own."""
+    ap = parser(doc, prog)
+    ap.add_argument("--data", required=True, help=data_help)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True, help="checkpoint path (.pt), written after every epoch")
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     ap.add_argument("--device", default="cpu", help=device_help)
     ap.add_argument("--resume", metavar="CKPT",
                     help="continue the run that wrote CKPT (a checkpoint of this trainer): weights, "
                          "optimiser and scheduler state, epoch and RNG state; pass the run's own options again")
+    return ap
 
 
 def eval_arg_parser(doc, onnx_help="evaluate this ONNX file with onnxruntime instead", prog=None):

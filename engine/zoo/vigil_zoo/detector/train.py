@@ -12,7 +12,7 @@ It is a test fixture, not a model to ship. Labels are pseudo-labels: the motion 
 detector sees one frame, so it learns "person-like blob on the walkway"; class 0 = person /
 moving object.
 
-ONNX contract (= Ultralytics YOLOv8 export layout, see detector_ref.py):
+ONNX contract (= Ultralytics YOLOv8 export layout, see detector/ref.py):
   input  `images`  float32 [1, 3, 160, 160], RGB in [0, 1], letterboxed frame (pad 114/255);
   output `output0` float32 [1, 5, 400]: rows cx, cy, w, h (160x160 input pixels, decoded in
          the graph), class-0 confidence (sigmoid in the graph); anchors = the 20x20 cells of
@@ -36,7 +36,7 @@ deterministic algorithms.
 Export: BatchNorm folded into the convolutions, torch.onnx.export (TorchScript exporter,
 opset 17, static shapes), onnx.checker, op whitelist, onnxruntime-vs-PyTorch max abs diff on
 real held-out frames; then held-out recall/precision (IoU >= 0.5 and >= 0.3, against the
-pseudo-labels) with the reference post-processing of detector_ref.py (score >= 0.5, NMS 0.45,
+pseudo-labels) with the reference post-processing of detector/ref.py (score >= 0.5, NMS 0.45,
 max 16). The checkpoint (state_dict + config + provenance) goes to --ckpt.
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ import torch
 
 from ..checkpoint import load
 from ..manifest import manifest_head, provenance_lines, save_manifest, sha256_file, train_provenance
-from ..onnx_tools import int32_gather_indices, onnx_interface
+from ..onnx_tools import compare_with_torch, int32_gather_indices, onnx_interface, ort_session
 from ..options import export_arg_parser
 from ..paths import REPO
 TOL = 1e-4
@@ -81,8 +81,6 @@ def main(argv=None, prog=PROG):
     ap.add_argument("--tract-bin", help="a built onnx_run example (default: cargo run --release)")
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
-
     torch.set_num_threads(2)
     model, ckpt = load("bdfi", args.checkpoint)
     cfg = model.cfg
@@ -95,19 +93,8 @@ def main(argv=None, prog=PROG):
     assert list(ins) == ["prev", "next"] and tuple(outs) == OUTPUTS, (ins, outs)
     print(f"inputs {ins} outputs {outs}")
 
-    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     pairs = sample_inputs(h, w, args.sample_data)
-    worst = {k: 0.0 for k in OUTPUTS}
-    for prev, nxt in pairs:
-        with torch.no_grad():
-            ref = [t.numpy() for t in model(torch.from_numpy(prev), torch.from_numpy(nxt))]
-        got = sess.run(list(OUTPUTS), {"prev": prev, "next": nxt})
-        for k, r, g in zip(OUTPUTS, ref, got):
-            worst[k] = max(worst[k], float(np.abs(r - g).max()))
-    print(f"onnxruntime vs PyTorch max abs diff over {len(pairs)} inputs: "
-          + ", ".join(f"{k}={v:.2e}" for k, v in worst.items()))
-    if max(worst.values()) > TOL:
-        sys.exit(f"onnxruntime differs from PyTorch by more than {TOL}")
+    compare_with_torch(ort_session(onnx_path), model, ("prev", "next"), OUTPUTS, pairs, tol=TOL)
 
     if args.tract:
         tract_check(onnx_path, model, pairs[:2], args.tract_bin)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -38,7 +37,7 @@ import torch
 from ..checkpoint import load
 from ..manifest import flow_table, manifest_head, provenance_lines, save_manifest, sha256_file, toml_fixed, toml_val
 from ..models.hf2vad import ObjectMemory, fold_batchnorm, param_groups
-from ..onnx_tools import onnx_interface
+from ..onnx_tools import compare_with_torch, onnx_interface, ort_session, time_session
 from ..options import export_arg_parser
 TOL = 1e-4
 K = 16                                   # static object slots
@@ -97,7 +96,7 @@ def export_onnx(model, path, opset):
 
 def objects_table(args, ckpt):
     """The extractor's parameters the training cubes were made with: stored in the checkpoint
-    by train_hf2vad.py (index.json "objects" of the training data), else read from
+    by the hf2vad trainer (index.json "objects" of the training data), else read from
     --objects-from / the training data folder's index.json. Warns when the --sample-data folder
     was exported with other parameters."""
     st = ckpt.get("stages", {})
@@ -133,8 +132,6 @@ def main(argv=None, prog=PROG):
     ap.add_argument("--sample-data", help="exported test folder (with object cubes) for the comparison inputs")
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
-
     torch.set_num_threads(1)
     model, ckpt = load("hf2vad", args.checkpoint)
     cfg = model.cfg
@@ -156,29 +153,11 @@ def main(argv=None, prog=PROG):
         and outs["flow_recon"] == [K, cfg.flow_ch, s, s] and outs["pred"] == [K, cfg.img_channels, s, s], (ins, outs)
     print(f"inputs {ins} outputs {outs}")
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, threads=1)
     samples = sample_inputs(cfg, args.sample_data)
-    worst = {k: 0.0 for k in OUTPUTS}
-    for fr, fl in samples:
-        with torch.no_grad():
-            ref = [t.numpy() for t in model(torch.from_numpy(fr), torch.from_numpy(fl))]
-        got = sess.run(list(OUTPUTS), {"frames": fr, "flows": fl})
-        for k, r, g in zip(OUTPUTS, ref, got):
-            worst[k] = max(worst[k], float(np.abs(r - g).max()))
     src = "real test object cubes" if args.sample_data else "random inputs"
-    print(f"onnxruntime vs PyTorch max abs diff over {len(samples)} x {K} {src}: "
-          + ", ".join(f"{k}={v:.2e}" for k, v in worst.items()))
-    if max(worst.values()) > TOL:
-        sys.exit(f"onnxruntime differs from PyTorch by more than {TOL}")
-    feed = {"frames": samples[0][0], "flows": samples[0][1]}
-    for _ in range(3):
-        sess.run(list(OUTPUTS), feed)
-    reps, t0 = 20, time.time()
-    for _ in range(reps):
-        sess.run(list(OUTPUTS), feed)
-    print(f"onnxruntime, 1 thread: {1000 * (time.time() - t0) / reps:.1f} ms per call ({K} object slots)")
+    compare_with_torch(sess, model, INPUTS, OUTPUTS, samples, f"x {K} {src}", tol=TOL)
+    time_session(sess, OUTPUTS, dict(zip(INPUTS, samples[0])), 20, f"call ({K} object slots)")
 
     sha = sha256_file(onnx_path)
     write_manifest(args, model, ckpt, stats, objects, objects_folder, sha, ins, outs)

@@ -20,7 +20,6 @@ flow t -> t+1, pixels).
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ import torch
 from ..checkpoint import load
 from ..manifest import flow_table, manifest_head, provenance_lines, save_manifest, sha256_file, train_provenance
 from ..models.maam_net import fold_batchnorm
-from ..onnx_tools import onnx_interface
+from ..onnx_tools import compare_with_torch, onnx_interface, ort_session
 from ..options import export_arg_parser
 TOL = 1e-4
 INPUT = "frame"
@@ -72,8 +71,6 @@ def main(argv=None, prog=PROG):
     ap.add_argument("--sample-data", help="exported test folder for the comparison inputs")
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
-
     torch.set_num_threads(2)
     model, ckpt = load("maam-net", args.checkpoint)
     cfg = model.cfg
@@ -88,19 +85,8 @@ def main(argv=None, prog=PROG):
         (ins, outs)
     print(f"inputs {ins} outputs {outs}")
 
-    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     frames = sample_inputs(h, w, args.sample_data)
-    worst = {k: 0.0 for k in OUTPUTS}
-    for x in frames:
-        with torch.no_grad():
-            ref = [t.numpy() for t in model(torch.from_numpy(x))]
-        got = sess.run(list(OUTPUTS), {INPUT: x})
-        for k, r, g in zip(OUTPUTS, ref, got):
-            worst[k] = max(worst[k], float(np.abs(r - g).max()))
-    print(f"onnxruntime vs PyTorch max abs diff over {len(frames)} inputs: "
-          + ", ".join(f"{k}={v:.2e}" for k, v in worst.items()))
-    if max(worst.values()) > TOL:
-        sys.exit(f"onnxruntime differs from PyTorch by more than {TOL}")
+    compare_with_torch(ort_session(onnx_path), model, (INPUT,), OUTPUTS, [(x,) for x in frames], tol=TOL)
 
     sha = sha256_file(onnx_path)
     write_manifest(args, cfg, ckpt, sha, ins, outs)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch
 from ..checkpoint import load
 from ..manifest import flow_table, manifest_head, provenance_lines, save_manifest, sha256_file, toml_fixed
 from ..models.stm_ae import fold_batchnorm
-from ..onnx_tools import onnx_interface
+from ..onnx_tools import compare_with_torch, onnx_interface, ort_session, time_session
 from ..options import export_arg_parser
 TOL = 1e-4
 INPUTS = ("frames", "flows")
@@ -80,8 +79,6 @@ def main(argv=None, prog=PROG):
     ap.add_argument("--sample-data", help="exported test folder (with flows) for the comparison inputs")
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
-
     torch.set_num_threads(1)
     model, ckpt = load("stm-ae", args.checkpoint)
     cfg = model.cfg
@@ -101,26 +98,10 @@ def main(argv=None, prog=PROG):
         and outs[OUTPUT] == [1, 1, h, w], (ins, outs)
     print(f"inputs {ins} outputs {outs}")
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, threads=1)
     samples = sample_inputs(cfg, args.sample_data)
-    worst = 0.0
-    for fr, fl in samples:
-        with torch.no_grad():
-            ref = model(torch.from_numpy(fr), torch.from_numpy(fl)).numpy()
-        got = sess.run([OUTPUT], {"frames": fr, "flows": fl})[0]
-        worst = max(worst, float(np.abs(ref - got).max()))
-    print(f"onnxruntime vs PyTorch max abs diff over {len(samples)} inputs: pred={worst:.2e}")
-    if worst > TOL:
-        sys.exit(f"onnxruntime differs from PyTorch by more than {TOL}")
-    feed = {"frames": samples[0][0], "flows": samples[0][1]}
-    for _ in range(3):
-        sess.run([OUTPUT], feed)
-    reps, t0 = 20, time.time()
-    for _ in range(reps):
-        sess.run([OUTPUT], feed)
-    print(f"onnxruntime, 1 thread: {1000 * (time.time() - t0) / reps:.1f} ms per frame")
+    compare_with_torch(sess, model, INPUTS, (OUTPUT,), samples, tol=TOL)
+    time_session(sess, (OUTPUT,), dict(zip(INPUTS, samples[0])), 20, "frame")
 
     sha = sha256_file(onnx_path)
     write_manifest(args, cfg, ckpt, sha, ins, outs)

@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections import Counter
 
@@ -36,7 +35,7 @@ import torch
 from ..checkpoint import load
 from ..manifest import manifest_head, provenance_lines, save_manifest, sha256_file, toml_fixed
 from ..models.ustn_dsc import freeze_for_export
-from ..onnx_tools import onnx_interface
+from ..onnx_tools import compare_with_torch, onnx_interface, ort_session, time_session
 from ..options import export_arg_parser
 from ..paths import REPO
 TOL = 1e-4
@@ -120,8 +119,6 @@ def main(argv=None, prog=PROG):
     ap.add_argument("--tract-bin", help="a built onnx_run example: also compare tract with PyTorch")
     args = ap.parse_args(argv)
 
-    import onnxruntime as ort
-
     torch.set_num_threads(1)
     model, ckpt = load("ustn-dsc", args.checkpoint)
     frozen, _ = load("ustn-dsc", args.checkpoint)
@@ -138,28 +135,11 @@ def main(argv=None, prog=PROG):
     assert ins[INPUT] == [1, 3, h, w] and outs[OUTPUT] == [1, cfg.clip, h, w], (ins, outs)
     print(f"inputs {ins} outputs {outs}")
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path, threads=1)
     samples = sample_inputs(cfg, args.sample_data)
-    worst = 0.0
-    for key in samples:
-        with torch.no_grad():
-            ref = model(torch.from_numpy(key)).numpy()
-        got = sess.run([OUTPUT], {INPUT: key})[0]
-        worst = max(worst, float(np.abs(ref - got).max()))
-    print(f"onnxruntime vs PyTorch max abs diff over {len(samples)} "
-          f"{'real test clips' if args.sample_data else 'random inputs'}: {OUTPUT}={worst:.2e}")
-    if worst > TOL:
-        sys.exit(f"onnxruntime differs from PyTorch by more than {TOL}")
-    feed = {INPUT: samples[0]}
-    for _ in range(3):
-        sess.run([OUTPUT], feed)
-    reps, t0 = 10, time.time()
-    for _ in range(reps):
-        sess.run([OUTPUT], feed)
-    ms = 1000 * (time.time() - t0) / reps
-    print(f"onnxruntime, 1 thread: {ms:.1f} ms per forward (one 9-frame clip)")
+    what = "real test clips" if args.sample_data else "random inputs"
+    compare_with_torch(sess, model, (INPUT,), (OUTPUT,), [(k,) for k in samples], what, tol=TOL)
+    time_session(sess, (OUTPUT,), {INPUT: samples[0]}, 10, "forward (one 9-frame clip)")
     if args.tract_bin:
         tract_check(onnx_path, model, samples[:2], args.tract_bin)
 

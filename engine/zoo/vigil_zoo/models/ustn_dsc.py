@@ -31,7 +31,7 @@ can never leave it and the PSNR of the score is on the same scale as the data.
 Losses (paper): Charbonnier loss on the restored frames and an adjacent-frame-difference loss,
 Charbonnier on (R_{i+1} - R_i) - (I_{i+1} - I_i) (`restoration_losses`).
 Score (paper): per clip, the PSNR of the restored frame with the largest MSE; anomaly score
-1 - minmax(PSNR) per video (evaluate_ustn_dsc.py; the Rust recipe computes the same).
+1 - minmax(PSNR) per video (evaluate/ustn_dsc.py; the Rust recipe computes the same).
 
 Export constraints (tract and TensorRT): the deployed forward pass uses only Conv (2D, incl.
 grouped), ConvTranspose (2D), MatMul, Softmax, Add/Sub/Mul/Div/Sqrt/ReduceMean (LayerNorm is

@@ -10,45 +10,30 @@ leaves a usable model and can be continued.
 from __future__ import annotations
 
 import ast
-import random
 import time
 
-import numpy as np
 import torch
 
 from ..checkpoint import continue_run, float_state, read, resume_record, save_checkpoint
 from ..data import TripletSampler, load_index
 from ..models.bdfi import BDFI, BDFIConfig, bdfi_losses, count_params, _gaussian_window
-from ..options import add_device_resume, parse_hw, parser
-from ..training import command_line, device
+from ..options import parse_hw, trainer_parser
+from ..training import command_line, device, optimise, run_record, seed_all, warmup_cosine
 
 PROG = "vigil-zoo train --model bdfi"
 
 
 def main(argv=None, prog=PROG):
-    ap = parser(__doc__, prog)
-    ap.add_argument("--data", required=True, help="folder written by `vigil dataset export`")
+    ap = trainer_parser(__doc__, prog, data_help="folder written by `vigil dataset export`", batch=8, threads=2,
+                        set_help="override a BDFIConfig field, e.g. --set w_con=0.1")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True, help="checkpoint path (.pt)")
     ap.add_argument("--crop", type=parse_hw, default=(64, 96),
                     help="random training crop HxW ('none' = full frames)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a BDFIConfig field, e.g. --set w_con=0.1")
-    add_device_resume(ap)
     args = ap.parse_args(argv)
     dev = device(args.device)
 
-    torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    rng = np.random.default_rng(args.seed)
+    rng = seed_all(args.seed, args.threads)
 
     geom = load_index(args.data)["geometry"]
     cfg = BDFIConfig(height=int(geom["height"]), width=int(geom["width"]))
@@ -67,11 +52,7 @@ def main(argv=None, prog=PROG):
         steps_per_epoch = min(steps_per_epoch, args.max_steps)
     total_steps = steps_per_epoch * args.epochs
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    # short warm-up, then cosine decay to 5% of the peak learning rate
-    warm = min(200, total_steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else
-        0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total_steps - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, min(200, total_steps // 10)))
     window = _gaussian_window().to(dev)
     first, history, command, wall0 = continue_run(prior, args.resume, {"opt": opt}, {"sched": sched}, rng)
     command = command or command_line(prog, argv)
@@ -90,13 +71,7 @@ def main(argv=None, prog=PROG):
             prev, cur, nxt = prev.to(dev), cur.to(dev), nxt.to(dev)
             out = model.forward_train(prev, nxt)
             loss, parts = bdfi_losses(model, out, cur, window)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            sums["total"] = sums.get("total", 0.0) + float(loss.detach())
+            optimise(opt, sched, loss, parts, sums)
             n += 1
         means = {k: v / max(1, n) for k, v in sums.items()}
         history.append({"epoch": epoch, **means})
@@ -113,12 +88,7 @@ def save(args, model, cfg, command, history, wall, epoch, resume):
     ckpt = {
         "state_dict": float_state(model),
         "config": cfg.to_dict(),
-        "train": {
-            "data": args.data, "epochs": epoch, "epochs_planned": args.epochs, "batch": args.batch,
-            "lr": args.lr, "seed": args.seed, "crop": list(args.crop) if args.crop else None,
-            "command": command, "torch": torch.__version__, "wall_s": round(wall, 1),
-            "threads": args.threads, "device": args.device, "history": history,
-        },
+        "train": run_record(args, command, history, wall, epoch),
         "resume": resume,
     }
     save_checkpoint(args.out, ckpt)

@@ -43,7 +43,7 @@ from ..checkpoint import continue_stage, float_state, load, read, resume_of, res
 from ..data import ObjectCubeSampler, load_index
 from ..models.hf2vad import (HF2VAD, HF2VADConfig, memae_losses, cvae_losses, object_errors,
                              param_groups)
-from ..options import add_device_resume, config_overrides, parser
+from ..options import config_overrides, trainer_parser
 from ..training import command_line, device, lr_schedule, seed_stage, stage_plan
 
 PROG = "vigil-zoo train --model hf2vad"
@@ -142,28 +142,20 @@ def save_model(path, model, stages_info, score_stats=None, holdout=None, objects
 
 
 def main(argv=None, prog=PROG):
-    ap = parser(__doc__, prog)
-    ap.add_argument("--data", required=True, help="folder written by `vigil dataset export --flow --objects`")
+    ap = trainer_parser(__doc__, prog, data_help="folder written by `vigil dataset export --flow --objects`", batch=64, threads=1,
+                        set_help="override an HF2VADConfig field, e.g. --set num_slots=128 --set mem_temperature=1")
     ap.add_argument("--stage", choices=STAGES + ("all", "stats"), default="all",
                     help="'stats' trains nothing: it recomputes the z-score statistics of an --init "
                          "checkpoint over --data (e.g. a re-export with other [objects] parameters)")
     ap.add_argument("--epochs-memae", type=int, default=6)
     ap.add_argument("--epochs-cvae", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr-memae", type=float, default=1e-3)
     ap.add_argument("--lr-cvae", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", help="start from this checkpoint (weights, config, stage records)")
-    ap.add_argument("--out", required=True, help="checkpoint path (.pt), written after every epoch")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
     ap.add_argument("--log-every", type=int, default=0, help="also print every N-th step")
     ap.add_argument("--videos", type=int, nargs="*", help="train on these video indices only (smoke tests)")
     ap.add_argument("--holdout", nargs="*", default=[], metavar="ID",
                     help="leave these training videos out (model selection on held-out normal data)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override an HF2VADConfig field, e.g. --set num_slots=128 --set mem_temperature=1")
-    add_device_resume(ap)
     args = ap.parse_args(argv)
     args.dev = device(args.device)
 

@@ -39,7 +39,7 @@ from ..checkpoint import continue_stage, float_state, load, read, resume_of, res
 from ..data import load_flows, load_index
 from ..models.stm_ae import (STMAE, STMConfig, salt_and_pepper, generator_losses,
                              discriminator_loss, param_groups)
-from ..options import add_device_resume, config_overrides, parse_hw, parser
+from ..options import config_overrides, parse_hw, trainer_parser
 from ..training import command_line, device, lr_schedule, seed_stage, stage_plan
 
 PROG = "vigil-zoo train --model stm-ae"
@@ -240,27 +240,19 @@ def save_model(path, model, stages_info, resume):
 
 
 def main(argv=None, prog=PROG):
-    ap = parser(__doc__, prog)
-    ap.add_argument("--data", required=True, help="folder written by `vigil dataset export --flow`")
+    ap = trainer_parser(__doc__, prog, data_help="folder written by `vigil dataset export --flow`", batch=8, threads=1,
+                        set_help="override an STMConfig field, e.g. --set w_adv=0 --set skip_levels=1")
     ap.add_argument("--stage", choices=STAGES + ("all",), default="all")
     ap.add_argument("--epochs-app", type=int, default=2)
     ap.add_argument("--epochs-mot", type=int, default=2)
     ap.add_argument("--epochs-main", type=int, default=6)
-    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam lr of the AEs and of the main generator")
     ap.add_argument("--lr-d", type=float, default=1e-4, help="Adam lr of the discriminator")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", help="start from this checkpoint (weights, memories, config, stage records)")
-    ap.add_argument("--out", required=True, help="checkpoint path (.pt), written after every epoch")
     ap.add_argument("--crop", type=parse_hw, default=None,
                     help="random training crop HxW, multiples of 8 (default 'none' = full frames)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
     ap.add_argument("--log-every", type=int, default=0, help="also print every N-th step")
     ap.add_argument("--videos", type=int, nargs="*", help="train on these video indices only (smoke tests)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override an STMConfig field, e.g. --set w_adv=0 --set skip_levels=1")
-    add_device_resume(ap)
     args = ap.parse_args(argv)
     args.dev = device(args.device)
 

@@ -39,7 +39,7 @@ import torch
 from ..checkpoint import continue_run, float_state, read, resume_record, save_checkpoint
 from ..data import load_videos, load_index, _Sampler
 from ..models.ustn_dsc import USTNDSC, USTNConfig, restoration_losses, param_groups
-from ..options import add_device_resume, config_overrides, parse_hw, parser
+from ..options import config_overrides, parse_hw, trainer_parser
 from ..training import command_line, device, lr_schedule
 
 PROG = "vigil-zoo train --model ustn-dsc"
@@ -107,25 +107,18 @@ def save_model(path, model, prov, resume):
 
 
 def main(argv=None, prog=PROG):
-    ap = parser(__doc__, prog)
-    ap.add_argument("--data", required=True, help="folder written by `vigil dataset export`")
+    ap = trainer_parser(__doc__, prog, data_help="folder written by `vigil dataset export`", batch=8, threads=1,
+                        set_help="override a USTNConfig field, e.g. --set window=4 --set dims=(48,96)",
+                        device_help="torch device (the shipped model: cpu; 'cuda' only for comparing "
+                                    "configurations quickly, it is not bit-identical to cpu)")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4, help="peak Adam learning rate")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True, help="checkpoint path (.pt), written after every epoch")
     ap.add_argument("--crop", type=parse_hw, default=None,
                     help="random training crop HxW, multiples of USTNConfig.min_multiple (default 'none' = full frames)")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--holdout", nargs="*", default=[], metavar="ID",
                     help="normal training video(s) kept out of training for the validation error")
     ap.add_argument("--val-stride", type=int, default=4, help="held-out clips start every N frames")
-    ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after N steps (smoke tests)")
     ap.add_argument("--log-every", type=int, default=50, help="also print every N-th step (0: never)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a USTNConfig field, e.g. --set window=4 --set dims=(48,96)")
-    add_device_resume(ap, device_help="torch device (the shipped model: cpu; 'cuda' only "
-                      "for comparing configurations quickly, it is not bit-identical to cpu)")
     args = ap.parse_args(argv)
     dev = device(args.device)
 
