@@ -17,12 +17,19 @@ import numpy as np
 import torch
 
 
+# Called as hook(path, ckpt) after every save: `vigil-zoo scene` keeps each epoch's weights and
+# scores them on held-out footage this way, without the trainers knowing about it.
+SAVE_HOOKS: list = []
+
+
 def save_checkpoint(path, ckpt) -> None:
     """torch.save through a temporary file, so an interrupted save never leaves a torn checkpoint."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     torch.save(ckpt, tmp)
     os.replace(tmp, path)
+    for hook in list(SAVE_HOOKS):
+        hook(path, ckpt)
 
 
 def read(path) -> dict:
