@@ -86,6 +86,11 @@ def log(msg):
     print(f"[scene] {msg}", flush=True)
 
 
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 # ----------------------------------------------------------------------------- footage
 
 def natural_key(name):
@@ -267,7 +272,7 @@ class EpochKeeper:
     def __init__(self, name, stage, val_folder, work, dev):
         self.name, self.stage, self.val, self.work, self.dev = name, stage, val_folder, work, dev
         self.path = os.path.join(work, "val.json")
-        self.records = json.load(open(self.path)) if os.path.exists(self.path) else []
+        self.records = read_json(self.path) if os.path.exists(self.path) else []
         os.makedirs(os.path.join(work, "epochs"), exist_ok=True)
 
     def _where(self, ckpt):
@@ -337,7 +342,8 @@ def threshold_for(sessions, allowed):
     """The smallest `on` (off = min(0.35, on), the other settings the defaults) at which the
     validation sessions raise at most `allowed` events."""
     values = np.unique(np.concatenate(sessions))
-    lo, hi = 0, len(values)                          # events_at is non-increasing in `on`
+    # bisection: fewer frames reach a higher `on` (the off = on coupling below 0.35 aside)
+    lo, hi = 0, len(values)
     while lo < hi:
         mid = (lo + hi) // 2
         if events_at(sessions, float(values[mid])) <= allowed:
@@ -558,7 +564,7 @@ def main(argv=None, prog="vigil-zoo scene"):
            "max_steps": args.max_steps, "batch": args.batch, "seed": args.seed, "val_fraction": args.val_fraction}
     state_path = os.path.join(work, "scene.json")
     if args.resume and os.path.exists(state_path):
-        state = json.load(open(state_path))
+        state = read_json(state_path)
         if state["key"] != key:
             raise SystemExit(f"--resume: {work} was started with other options:\n  {state['key']}\n  {key}")
         log(f"resuming {work}: done {', '.join(state['done']) or 'nothing'}")
@@ -709,7 +715,8 @@ def retitle(pkg, name, frames_root, best):
     where its checkpoint is (model.toml's description and [provenance] checkpoint lines)."""
     from .manifest import toml_str
     path = os.path.join(pkg, "model.toml")
-    lines = open(path).read().split("\n")
+    with open(path) as f:
+        lines = f.read().split("\n")
     for i, line in enumerate(lines):
         if line.startswith("description = "):
             lines[i] = "description = " + toml_str(f"{get(name).summary}; trained by `vigil-zoo scene` "
