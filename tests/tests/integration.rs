@@ -6,5 +6,6 @@
 mod faults;
 mod mqtt_outbox;
 mod mqtt_tls;
+mod own_scene;
 mod run_ped2;
 mod systemd_units;
