@@ -62,7 +62,14 @@ fn check_parity(
     }
     let out = dir.path().join("torch");
     let status = Command::new(python())
-        .args(["-m", "vigil_zoo", "parity", "--model", model, "--checkpoint"])
+        .args([
+            "-m",
+            "vigil_zoo",
+            "parity",
+            "--model",
+            model,
+            "--checkpoint",
+        ])
         .arg(repo().join("engine/zoo/checkpoints").join(checkpoint))
         .arg("--inputs")
         .arg(dir.path())

@@ -242,6 +242,18 @@ fn check_and_run_refuse_the_same_configs_before_connecting() {
             "no-model",
         ),
         (
+            "missing ONNX Runtime library",
+            dir.path().join("outbox"),
+            model.clone(),
+            format!(
+                "{}\nbackend = {{ kind = \"onnxruntime\", library = \"{}\" }}",
+                dir_source(&frames),
+                dir.path().join("no-lib/libonnxruntime.so").display()
+            ),
+            &no_extra,
+            "backend.library",
+        ),
+        (
             "outbox below a file",
             a_file.join("outbox"),
             model.clone(),

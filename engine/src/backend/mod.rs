@@ -4,13 +4,16 @@
 //! - [`tract::TractBackend`]: pure Rust, any CPU (development, CI, CPU-only boxes).
 //! - [`probe::ProbeBackend`]: the same network with a hook on every activation (INT8
 //!   calibration, simulated INT8); offline only.
-//! - TensorRT (Jetson) arrives behind the `tensorrt` cargo feature with its own thin binding.
+//! - TensorRT (Jetson): crate `vigil-tensorrt`, behind the `tensorrt` cargo feature.
+//! - ONNX Runtime, loaded at run time from a `libonnxruntime` the box provides: crate
+//!   `vigil-onnxruntime`.
 
 pub mod onnx;
 pub mod probe;
 pub mod tract;
 
 use crate::tensor::Tensor;
+use std::path::Path;
 use thiserror::Error;
 
 /// Name and static shape of one network input or output.
@@ -46,7 +49,7 @@ pub enum BackendError {
 }
 
 pub trait Backend: Send {
-    /// Short name for logs and benchmarks ("tract", "tensorrt").
+    /// Short name for logs and benchmarks ("tract", "onnxruntime", "tensorrt").
     fn name(&self) -> &'static str;
     fn inputs(&self) -> &[TensorSpec];
     fn outputs(&self) -> &[TensorSpec];
@@ -70,7 +73,7 @@ pub trait Backend: Send {
 }
 
 /// Checks that tensors match specs one to one (count and shapes).
-pub(crate) fn check_shapes(specs: &[TensorSpec], tensors: &[Tensor]) -> Result<(), BackendError> {
+pub fn check_shapes(specs: &[TensorSpec], tensors: &[Tensor]) -> Result<(), BackendError> {
     if specs.len() != tensors.len() {
         return Err(BackendError::Arity {
             expected: specs.len(),
@@ -87,4 +90,41 @@ pub(crate) fn check_shapes(specs: &[TensorSpec], tensors: &[Tensor]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A load error naming the network file.
+pub fn load_err(path: &Path, reason: impl std::fmt::Display) -> BackendError {
+    BackendError::Load {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// For each graph tensor, the position of the same-named spec (backends take the caller's order,
+/// which need not be the graph's).
+pub fn permutation(
+    graph: &[TensorSpec],
+    specs: &[TensorSpec],
+    path: &Path,
+) -> Result<Vec<usize>, BackendError> {
+    if graph.len() != specs.len() {
+        return Err(BackendError::Arity {
+            expected: graph.len(),
+            got: specs.len(),
+        });
+    }
+    graph
+        .iter()
+        .map(|g| {
+            specs.iter().position(|s| s.name == g.name).ok_or_else(|| {
+                load_err(
+                    path,
+                    format!(
+                        "the network has no tensor named `{}` where one was expected",
+                        g.name
+                    ),
+                )
+            })
+        })
+        .collect()
 }

@@ -9,8 +9,8 @@
 //! TensorRT's calibration cache uses. It is several times slower than [`super::tract`]; it is
 //! for offline calibration and evaluation, never for `vigil run`.
 
-use super::tract::{copy_outputs, graph_inputs, load_err, load_pinned};
-use super::{check_shapes, Backend, BackendError, TensorSpec};
+use super::tract::{copy_outputs, graph_inputs, load_pinned};
+use super::{check_shapes, load_err, Backend, BackendError, TensorSpec};
 use crate::tensor::Tensor;
 use std::path::Path;
 use tract_onnx::prelude::*;

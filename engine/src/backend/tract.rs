@@ -1,7 +1,9 @@
 //! CPU backend on `tract-onnx`: pure Rust, no system libraries, same binary on x86-64 and
 //! aarch64.
 
-use super::{check_shapes, onnx::read_interface, Backend, BackendError, TensorSpec};
+use super::{
+    check_shapes, load_err, onnx::read_interface, permutation, Backend, BackendError, TensorSpec,
+};
 use crate::tensor::Tensor;
 use std::path::Path;
 use tract_onnx::prelude::*;
@@ -15,41 +17,6 @@ pub struct TractBackend {
     graph_in: Vec<usize>,
     /// `graph_out[i]` = position in `outputs` of the graph's i-th output.
     graph_out: Vec<usize>,
-}
-
-pub(super) fn load_err(path: &Path, reason: impl std::fmt::Display) -> BackendError {
-    BackendError::Load {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// For each graph tensor, the position of the same-named spec.
-pub(super) fn permutation(
-    graph: &[TensorSpec],
-    specs: &[TensorSpec],
-    path: &Path,
-) -> Result<Vec<usize>, BackendError> {
-    if graph.len() != specs.len() {
-        return Err(BackendError::Arity {
-            expected: graph.len(),
-            got: specs.len(),
-        });
-    }
-    graph
-        .iter()
-        .map(|g| {
-            specs.iter().position(|s| s.name == g.name).ok_or_else(|| {
-                load_err(
-                    path,
-                    format!(
-                        "the network has no tensor named `{}` where one was expected",
-                        g.name
-                    ),
-                )
-            })
-        })
-        .collect()
 }
 
 impl TractBackend {

@@ -5,4 +5,5 @@
 
 mod commands;
 mod int8;
+mod onnxruntime;
 mod watchdog;

@@ -142,7 +142,8 @@ pub struct CameraConfig {
     /// Model package directory.
     pub model: PathBuf,
     pub source: SourceConfig,
-    /// Where the model runs: `{ kind = "cpu" }` (default) or
+    /// Where the model runs: `{ kind = "cpu" }` (tract, default),
+    /// `{ kind = "onnxruntime", threads = 1 }` (docs/onnxruntime.md) or
     /// `{ kind = "tensorrt", precision = "fp16", dla = 0 }` (docs/tensorrt.md).
     #[serde(default)]
     pub backend: crate::backend::BackendConfig,

@@ -82,6 +82,7 @@ fn every_key_of_every_struct_has_a_row_in_the_reference() {
         "## Examples",
     ];
     let mut tenso = keys::<BackendConfig>("kind = \"tensorrt\"\n");
+    tenso.extend(keys::<BackendConfig>("kind = \"onnxruntime\"\n"));
     tenso.push("kind".into());
     let mut norm = keys::<NormalizerConfig>("mode = \"baseline\"\n");
     norm.extend(keys::<NormalizerConfig>("mode = \"minmax\"\n"));

@@ -6,7 +6,6 @@ use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use vigil_engine::analyzer::Analyzer;
 use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
@@ -25,6 +24,44 @@ pub struct BenchArgs {
     pub passes: usize,
     #[arg(long)]
     pub json: bool,
+    /// Camera frame rate for the cameras-per-box estimate.
+    #[arg(long, default_value_t = 10.0)]
+    pub fps: f64,
+    #[command(flatten)]
+    pub backend: super::backend::BackendArgs,
+}
+
+/// The JSON of `vigil bench --json`.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub frames: usize,
+    pub passes: usize,
+    pub stages: Vec<StageReport>,
+    pub backends: Vec<BackendReport>,
+    /// The process's peak resident memory (VmHWM) at the end: every backend loaded so far
+    /// counts, so run one backend per process to attribute it.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// One backend's network and whole-analyzer timings, measured on the same frames in the same
+/// run as the others.
+#[derive(Debug, Serialize)]
+pub struct BackendReport {
+    pub backend: String,
+    /// ONNX Runtime's version, when the backend is ONNX Runtime.
+    pub library: Option<String>,
+    pub threads: usize,
+    pub network: StageReport,
+    pub analyzer: StageReport,
+    /// Frames per second of one camera's analyzer on one thread.
+    pub frames_per_s: f64,
+    /// Cameras at `fps` frames/s that the machine's cores carry, one analyzer per core
+    /// (floor(cores x frames_per_s / fps) / threads); the per-frame work outside the analyzer
+    /// (decode, events) is not counted.
+    pub cameras: u64,
+    pub cores: usize,
+    pub fps: f64,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -103,21 +140,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
             i += 1;
         }
     }
-    // The network and the whole analyzer chain, frame by frame.
-    let mut analyzer = Analyzer::cpu(&pkg, u64::MAX)?;
-    let (mut t_net, mut t_total) = (vec![], vec![]);
-    let mut idx = 0u64;
-    for _ in 0..args.passes.max(1) {
-        for fr in &decoded {
-            let mut fr = fr.clone();
-            fr.index = idx;
-            idx += 1;
-            let t = Instant::now();
-            if analyzer.push(&fr).context("analyzer")?.is_some() {
-                t_total.push(t.elapsed());
-                t_net.push(analyzer.times().network);
+    // The network and the whole analyzer chain, frame by frame, once per backend.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut backends = Vec::new();
+    for &kind in &args.backend.backend {
+        let cfg = args.backend.config(kind);
+        let mut analyzer = super::backend::analyzer(&pkg, &cfg, u64::MAX)?;
+        let (mut t_net, mut t_total) = (vec![], vec![]);
+        let mut idx = 0u64;
+        for _ in 0..args.passes.max(1) {
+            for fr in &decoded {
+                let mut fr = fr.clone();
+                fr.index = idx;
+                idx += 1;
+                let t = Instant::now();
+                if analyzer.push(&fr).context("analyzer")?.is_some() {
+                    t_total.push(t.elapsed());
+                    t_net.push(analyzer.times().network);
+                }
             }
         }
+        let name = analyzer.backend_name();
+        let threads = match kind {
+            super::backend::BackendKind::Tract => 1,
+            super::backend::BackendKind::Onnxruntime => args.backend.threads,
+        };
+        let analyzer = report("analyzer total (preprocess+network+score)", t_total);
+        let frames_per_s = 1e6 / analyzer.mean_us.max(1e-9);
+        backends.push(BackendReport {
+            backend: name.to_string(),
+            library: (kind == super::backend::BackendKind::Onnxruntime)
+                .then(|| vigil_onnxruntime::library::loaded().map(|l| l.version.clone()))
+                .flatten(),
+            threads,
+            network: report("network", t_net),
+            cameras: ((cores as f64 * frames_per_s / args.fps).floor() as u64)
+                / threads.max(1) as u64,
+            analyzer,
+            frames_per_s,
+            cores,
+            fps: args.fps,
+        });
     }
     let stages = vec![
         report("decode (JPEG file)", t_decode),
@@ -127,11 +190,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         report("normaliser", t_norm),
         report("event detector", t_event),
         report("per-frame work except network", t_cpu),
-        report("network (tract)", t_net),
-        report("analyzer total (preprocess+network+score)", t_total),
     ];
+    let bench = BenchReport {
+        model: pkg.manifest.name.clone(),
+        frames: decoded.len(),
+        passes: args.passes,
+        stages,
+        backends,
+        peak_rss_mb: peak_rss_mb(),
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&stages)?);
+        println!("{}", serde_json::to_string_pretty(&bench)?);
     } else {
         println!(
             "model {} ({}x{}), {} frames x {} passes, source frames {}x{}",
@@ -144,15 +213,58 @@ pub fn run(args: BenchArgs) -> Result<()> {
             decoded.first().map(|f| f.geometry().height()).unwrap_or(0)
         );
         println!("{:<45} {:>10} {:>10}", "stage", "mean us", "p99 us");
-        for s in &stages {
+        for s in &bench.stages {
             println!("{:<45} {:>10.1} {:>10.1}", s.stage, s.mean_us, s.p99_us);
         }
-        if let Some(t) = stages.iter().find(|s| s.stage.starts_with("analyzer")) {
+        for b in &bench.backends {
+            let label = match &b.library {
+                Some(v) => format!("{} {v}, {} thread(s)", b.backend, b.threads),
+                None => format!("{}, {} thread(s)", b.backend, b.threads),
+            };
             println!(
-                "analyzer throughput: {:.1} frames/s",
-                1e6 / t.mean_us.max(1e-9)
+                "{:<45} {:>10.1} {:>10.1}",
+                format!("network ({label})"),
+                b.network.mean_us,
+                b.network.p99_us
             );
+            println!(
+                "{:<45} {:>10.1} {:>10.1}",
+                format!("analyzer total ({label})"),
+                b.analyzer.mean_us,
+                b.analyzer.p99_us
+            );
+        }
+        for b in &bench.backends {
+            println!(
+                "{}: {:.1} frames/s for one camera; {} camera(s) at {} frames/s on {} core(s)",
+                b.backend, b.frames_per_s, b.cameras, b.fps, b.cores
+            );
+        }
+        if let [a, b] = bench.backends.as_slice() {
+            println!(
+                "network time {} / {}: {:.2}",
+                b.backend,
+                a.backend,
+                b.network.mean_us / a.network.mean_us.max(1e-9)
+            );
+        }
+        if let Some(mb) = bench.peak_rss_mb {
+            println!("peak RSS: {mb:.0} MB");
         }
     }
     Ok(())
+}
+
+/// VmHWM from /proc/self/status (Linux); `None` elsewhere.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }

@@ -59,6 +59,8 @@ pub struct EvalArgs {
     /// hour).
     #[arg(long, default_value_t = DEFAULT_FPS)]
     fps: f64,
+    #[command(flatten)]
+    backend: super::backend::BackendArgs,
 }
 
 /// `vigil eval`.
@@ -79,13 +81,20 @@ pub fn run(args: EvalArgs) -> Result<()> {
         events: default_events(),
         fps: args.fps,
     };
+    let backend = args.backend.single()?;
     if args.simulate_int8 {
+        if backend != vigil_daemon::backend::BackendConfig::Cpu {
+            bail!(
+                "--simulate-int8 runs on tract (it quantises tract's activations): drop --backend"
+            );
+        }
         let cache = args.calib.unwrap_or_else(|| pkg.calib_cache_path());
         return eval_int8(&pkg, &ds, &cache, &opts, args.json);
     }
     crate::warn_if_debug_build("eval");
     // The bar draws on stderr (and only on a terminal), so it never mixes into --json.
-    let report = evaluate(&pkg, &ds, &opts, true)?;
+    let mut analyzer = super::backend::analyzer(&pkg, &backend, 1)?;
+    let report = evaluate_with(&mut analyzer, &pkg, &ds, &opts, true)?;
     if let Some(p) = &args.plot {
         plot(&report, p)?;
     }

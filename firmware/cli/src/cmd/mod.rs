@@ -1,5 +1,6 @@
 //! One module per subcommand of `vigil`.
 
+pub mod backend;
 pub mod bench;
 pub mod calib;
 pub mod check;

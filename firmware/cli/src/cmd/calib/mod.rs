@@ -9,7 +9,7 @@ use crate::cmd::eval::score_video;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use vigil_engine::analyzer::Analyzer;
+use vigil_daemon::backend::BackendConfig;
 use vigil_engine::dataset::{Dataset, Split};
 use vigil_engine::package::{Calibration, ModelPackage, ScoreQuantiles, Stats};
 use vigil_engine::recipe::{self, MAX_COMPONENTS};
@@ -23,6 +23,8 @@ pub enum CalibCmd {
         /// Dataset root or split directory with normal videos.
         #[arg(long)]
         dataset: PathBuf,
+        #[command(flatten)]
+        backend: crate::cmd::backend::BackendArgs,
     },
     /// INT8 activation calibration on the CPU: TensorRT's calibration cache (EntropyCalibration2
     /// by default), written into the package.
@@ -34,16 +36,20 @@ pub enum CalibCmd {
 
 pub fn run(cmd: CalibCmd) -> Result<()> {
     match cmd {
-        CalibCmd::Scores { model, dataset } => scores(&model, &dataset),
+        CalibCmd::Scores {
+            model,
+            dataset,
+            backend,
+        } => scores(&model, &dataset, &backend.single()?),
         CalibCmd::Int8(args) => int8::calibrate(&args).map(|_| ()),
         CalibCmd::Collect(args) => int8::collect(&args).map(|_| ()),
     }
 }
 
-pub fn scores(model: &Path, dataset: &Path) -> Result<()> {
+pub fn scores(model: &Path, dataset: &Path, backend: &BackendConfig) -> Result<()> {
     let mut pkg = ModelPackage::load(model)?;
     let ds = Dataset::open(dataset, Split::Training)?;
-    let mut analyzer = Analyzer::cpu(&pkg, 1)?;
+    let mut analyzer = crate::cmd::backend::analyzer(&pkg, backend, 1)?;
     let names = analyzer.recipe().component_names();
     let bar = indicatif::ProgressBar::new(ds.frame_count() as u64);
     let mut series: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
