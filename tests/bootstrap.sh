@@ -46,7 +46,7 @@ if [ "$mode" = test ]; then
   reqs=(-e "$root/engine/zoo" -r "$root/engine/tests/fixtures/scoring/requirements.txt"
         -r "$root/engine/tensorrt/requirements.txt")
   # -I: vigil_zoo must come from the install, not from a working directory inside engine/zoo
-  if ! "$venv/bin/python" -I -c "import torch, numpy, onnx, onnxruntime, sklearn, scipy, cv2, vigil_zoo" 2>/dev/null \
+  if ! "$venv/bin/python" -I -c "import torch, numpy, onnx, onnxruntime, sklearn, scipy, cv2, matplotlib, vigil_zoo" 2>/dev/null \
      || ! compgen -G "$venv/lib/python3*/site-packages/nvidia/cuda_nvcc/include/crt/host_defines.h" >/dev/null; then
     echo "bootstrap: installing Python packages into .venv (PyTorch is large; this takes a few minutes once)"
     "$venv/bin/pip" install -q --upgrade pip
