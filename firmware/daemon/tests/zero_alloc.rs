@@ -227,6 +227,9 @@ fn per_frame_work_except_the_network_allocates_nothing() {
         let left = v.iter().map(|x| x.1).max().unwrap_or(0);
         eprintln!("{what} at 360x240: {min}-{max} allocations per frame, at most {left} bytes left after a frame");
         assert_eq!(left, 0, "{what} keeps memory from frame to frame");
-        assert!(max <= 2 * min.max(1) && max < 2000, "{what}: {min}-{max} allocations per frame is not a bounded per-frame cost");
+        assert!(
+            max <= 2 * min.max(1) && max < 2000,
+            "{what}: {min}-{max} allocations per frame is not a bounded per-frame cost"
+        );
     }
 }
