@@ -1,5 +1,9 @@
 //! `vigil dataset export`: training tensors made by the runtime's own preprocessing, so a model
 //! is trained on exactly the pixels (and flow, and object cubes) it will be served.
+//! `vigil dataset collect` (collect.rs): a configured camera's footage, in the layout `export`
+//! reads.
+
+mod collect;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -13,11 +17,15 @@ use vigil_engine::preprocess::{InputGeometry, ResizeFilter};
 pub enum DatasetCmd {
     /// Write `<video>.npy` (float32 [T,C,H,W]) + index.json for every video of a split.
     Export(ExportArgs),
+    /// Record a configured camera's frames into clips (`OUT/frames/<clip>/NNNN.png`, the layout
+    /// `export` reads), leaving out frames while its model has an event open; docs/own-scene.md.
+    Collect(collect::CollectArgs),
 }
 
 pub fn run(cmd: DatasetCmd) -> Result<()> {
     match cmd {
         DatasetCmd::Export(a) => export(a),
+        DatasetCmd::Collect(a) => collect::collect(&a),
     }
 }
 
