@@ -1,7 +1,7 @@
 //! `vigil-onnxruntime`: the engine's [`Backend`](vigil_engine::backend::Backend) on ONNX Runtime.
 //!
 //! tract stays the CPU backend that needs nothing; this one runs the same `model.onnx` through
-//! ONNX Runtime's kernels (about twice as fast on one core, docs/benchmarks.md). The library is
+//! ONNX Runtime's kernels (2-5x faster on one core, docs/benchmarks.md). The library is
 //! not linked: it is loaded at run time from a file the box provides (a distribution package,
 //! the `onnxruntime` Python wheel's `onnxruntime/capi/libonnxruntime.so.1.*`, or JetPack's
 //! build), so a vigil without ONNX Runtime on the box still starts, and refuses only the cameras

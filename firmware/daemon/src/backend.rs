@@ -2,7 +2,7 @@
 //! providers), or a TensorRT engine.
 //!
 //! `backend = { kind = "onnxruntime", threads = 1 }` runs the model through the `libonnxruntime`
-//! the box provides (crate `vigil-onnxruntime`): about twice tract's speed on one core, nothing
+//! the box provides (crate `vigil-onnxruntime`): 2-5x tract's speed on one core, nothing
 //! at build time, a refusal naming the library to install when it is absent.
 //!
 //! `backend = { kind = "tensorrt", precision = "fp16" }` in a camera's config runs its model as a
@@ -61,17 +61,6 @@ pub enum BackendConfig {
 
 fn default_ort_threads() -> usize {
     1
-}
-
-impl BackendConfig {
-    /// Short name for logs and reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            BackendConfig::Cpu => "tract",
-            BackendConfig::Onnxruntime { .. } => "onnxruntime",
-            BackendConfig::Tensorrt { .. } => "tensorrt",
-        }
-    }
 }
 
 fn default_precision() -> Precision {
