@@ -319,3 +319,65 @@ fn print_trtexec_works_in_any_build_and_checks_the_options() {
     assert_eq!(code, Some(2), "clap rejects an unknown precision");
     assert!(err.contains("fp8"), "{err}");
 }
+
+/// Issue 16: thresholds given as a false-alarm rate are derived from the package's calibration
+/// at the camera's frame rate, and `vigil check` prints them and how.
+#[test]
+fn check_derives_thresholds_from_a_false_alarm_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = repo().join("firmware/cli/assets/demo/ped2-test01");
+    let model = repo().join("engine/models/ped2-bdfi");
+    let config = |source: &str, events: &str| {
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[mqtt]\nhost = \"127.0.0.1\"\ndevice = \"box\"\n\n[outbox]\ndir = \"{}\"\n\n\
+                 [[camera]]\nname = \"cam0\"\nmodel = \"{}\"\nsource = {source}\nevents = {events}\n",
+                dir.path().join("outbox").display(),
+                model.display(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let paced = format!(
+        "{{ kind = \"dir\", path = \"{}\", fps = 10.0 }}",
+        frames.display()
+    );
+    let on_at = |rate: &str| -> f32 {
+        let cfg = config(
+            &paced,
+            &format!("{{ false_alarms_per_hour = {rate}, min_frames_on = 3, min_frames_off = 5 }}"),
+        );
+        let (code, out, err) = run_vigil(&["check", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{err}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("event thresholds: on "))
+            .unwrap_or_else(|| panic!("no derivation in:\n{out}"));
+        assert!(
+            line.contains("false alarm(s) per hour at 10 frames/s"),
+            "{line}"
+        );
+        line.split("on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    let (one, tenth) = (on_at("1"), on_at("0.1"));
+    // A rarer target needs a higher threshold; both above the shipped default's raw p99.9.
+    assert!(
+        one > 0.5 && tenth > one && tenth < 1.0,
+        "on {one} (1/h), {tenth} (0.1/h)"
+    );
+    // Both ways at once is a configuration error, with the line.
+    let cfg = config(
+        &paced,
+        "{ on = 0.5, off = 0.35, false_alarms_per_hour = 1 }",
+    );
+    let (code, _, err) = run_vigil(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not both"), "{err}");
+}

@@ -9,7 +9,7 @@ use crate::source::SourceConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
-use vigil_engine::scoring::{EventConfig, NormalizerConfig};
+use vigil_engine::scoring::NormalizerConfig;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -162,8 +162,9 @@ pub struct CameraConfig {
     /// (`vigil_engine::scoring::default_normalizer`).
     #[serde(default)]
     pub normalizer: Option<NormalizerConfig>,
-    #[serde(default = "vigil_engine::scoring::default_events")]
-    pub events: EventConfig,
+    /// `on`/`off`, or `false_alarms_per_hour` (crate::thresholds).
+    #[serde(default)]
+    pub events: crate::thresholds::EventsConfig,
     /// Regions reported with an event: patches whose normalised error exceeds this fraction of
     /// the frame's maximum.
     #[serde(default = "default_region_fraction")]
@@ -364,7 +365,7 @@ events = {{ on = 0.6, off = 0.4 }}
     fn parses_a_good_config() {
         let c = Config::parse(&good(), Path::new("t.toml")).unwrap();
         assert_eq!(c.cameras.len(), 1);
-        assert_eq!(c.cameras[0].events.on, 0.6);
+        assert_eq!(c.cameras[0].events.on, Some(0.6));
         assert_eq!(c.health.interval_s, 10);
     }
 

@@ -17,5 +17,6 @@ pub mod service;
 pub mod source;
 pub mod stats;
 pub mod systemd;
+pub mod thresholds;
 
 pub use service::{install_signal_handlers, preflight, run, run_with_observer, Preflight, Purpose};

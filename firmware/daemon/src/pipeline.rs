@@ -72,6 +72,7 @@ fn describe_scoring(
     cfg: &CameraConfig,
     pkg: &ModelPackage,
     normalizer: &vigil_engine::scoring::NormalizerConfig,
+    events: &crate::thresholds::ResolvedEvents,
 ) -> Vec<String> {
     use vigil_engine::scoring::NormalizerConfig;
     let origin = if cfg.normalizer.is_some() {
@@ -100,13 +101,17 @@ fn describe_scoring(
             .map(|r| format!(" = raw {r:.4}"))
             .unwrap_or_default()
     };
+    let e = &events.config;
     let mut lines = vec![format!(
         "normaliser {desc}, {origin}; events on {}{}, off {}{}",
-        cfg.events.on,
-        at(cfg.events.on),
-        cfg.events.off,
-        at(cfg.events.off),
+        e.on,
+        at(e.on),
+        e.off,
+        at(e.off),
     )];
+    if let Some(d) = &events.derivation {
+        lines.push(format!("event thresholds: {d}"));
+    }
     if let Some(s) = pkg.manifest.calibration.as_ref().map(|c| &c.score) {
         lines.push(format!(
             "raw score on the package's normal training frames: p50 {:.4}, p99 {:.4}, p99.9 {:.4}, max {:.4}",
@@ -147,17 +152,22 @@ impl PreparedCamera {
         let normalizer = cfg
             .normalizer
             .unwrap_or_else(|| default_normalizer(pkg.normal_scores()));
+        let src = source::open(&cfg.source).with_context(|| format!("camera {}", cfg.name))?;
+        // After the source: thresholds given as a false-alarm rate need its frame rate.
+        let events = cfg
+            .events
+            .resolve(&pkg, &normalizer, src.nominal_fps())
+            .with_context(|| format!("camera {}: events", cfg.name))?;
         let detector = EventStage::new(
             &pkg,
             &normalizer,
-            cfg.events,
+            events.config,
             cfg.region_fraction,
             device,
             &cfg.name,
             analyzer.recipe().latency_frames(),
         )
         .with_context(|| format!("camera {}", cfg.name))?;
-        let src = source::open(&cfg.source).with_context(|| format!("camera {}", cfg.name))?;
         log::info!(
             "camera {}: {} -> model {} ({} on {}, normaliser {:?})",
             cfg.name,
@@ -183,7 +193,7 @@ impl PreparedCamera {
                 "no (run `vigil calib scores`)"
             }
         );
-        let scoring = describe_scoring(cfg, &pkg, &normalizer);
+        let scoring = describe_scoring(cfg, &pkg, &normalizer, &events);
         Ok(PreparedCamera {
             name: cfg.name.clone(),
             model,

@@ -13,7 +13,8 @@ use vigil_daemon::config::{CameraConfig, Config, EnginesConfig, HealthConfig, Ou
 use vigil_daemon::mqtt::security::TlsConfig;
 use vigil_daemon::mqtt::MqttConfig;
 use vigil_daemon::source::SourceConfig;
-use vigil_engine::scoring::{EventConfig, NormalizerConfig};
+use vigil_daemon::thresholds::EventsConfig;
+use vigil_engine::scoring::NormalizerConfig;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -113,7 +114,7 @@ fn every_key_of_every_struct_has_a_row_in_the_reference() {
             keys::<SourceConfig>("kind = \"synthetic\"\n"),
         ),
         ("### Backend", tenso),
-        ("### Events", keys::<EventConfig>("")),
+        ("### Events", keys::<EventsConfig>("")),
         ("### Normalizer", norm),
     ];
     let mut missing = Vec::new();

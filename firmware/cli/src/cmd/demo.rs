@@ -14,7 +14,6 @@ use vigil_daemon::config::{CameraConfig, Config, HealthConfig, OutboxConfig};
 use vigil_daemon::mqtt::MqttConfig;
 use vigil_daemon::pipeline::Observed;
 use vigil_daemon::source::{DirConfig, SourceConfig};
-use vigil_engine::scoring::default_events;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -109,7 +108,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             max_gap: 1,
             lossless: Some(true),
             normalizer: None,
-            events: default_events(),
+            events: Default::default(),
             region_fraction: 0.7,
         }],
     };

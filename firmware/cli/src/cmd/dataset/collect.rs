@@ -356,14 +356,15 @@ enum Verdict {
 }
 
 impl Gate {
-    fn new(cam: &CameraConfig, engine_dir: &Path) -> Result<(Self, String)> {
+    fn new(cam: &CameraConfig, engine_dir: &Path, fps: Option<f32>) -> Result<(Self, String)> {
         let pkg = ModelPackage::load(&cam.model)?;
         let analyzer = vigil_daemon::backend::analyzer(&pkg, &cam.backend, engine_dir, cam.max_gap)
             .with_context(|| format!("loading {}", pkg.dir.display()))?;
         let normalizer = cam
             .normalizer
             .unwrap_or_else(|| default_normalizer(pkg.normal_scores()));
-        let stream = ScoreStream::new(&normalizer, cam.events)?;
+        let events = cam.events.resolve(&pkg, &normalizer, fps)?.config;
+        let stream = ScoreStream::new(&normalizer, events)?;
         log::info!(
             "camera {}: model {} ({} on {}) scores every frame; frames inside events are not saved",
             cam.name,
@@ -375,7 +376,7 @@ impl Gate {
             Self {
                 analyzer,
                 stream,
-                on: cam.events.on,
+                on: events.on,
                 open: false,
                 run_start: None,
                 events: 0,
@@ -751,10 +752,14 @@ pub fn collect(args: &CollectArgs) -> Result<()> {
             args.out.display()
         );
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    vigil_daemon::install_signal_handlers(&stop)?;
+    let mut src = source::open(&cam.source).with_context(|| format!("camera {}", cam.name))?;
+    // After the source: thresholds given as a false-alarm rate need its frame rate.
     let (gate, package) = if args.keep_events {
         (None, None)
     } else {
-        let (g, p) = Gate::new(cam, &cfg.engines.dir).with_context(|| {
+        let (g, p) = Gate::new(cam, &cfg.engines.dir, src.nominal_fps()).with_context(|| {
             format!(
                 "camera {}: its model must run here to leave events out of the footage; pass --keep-events to collect every frame without it",
                 cam.name
@@ -762,9 +767,6 @@ pub fn collect(args: &CollectArgs) -> Result<()> {
         })?;
         (Some(g), Some(p))
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    vigil_daemon::install_signal_handlers(&stop)?;
-    let mut src = source::open(&cam.source).with_context(|| format!("camera {}", cam.name))?;
     let source_desc = src.describe();
     let mut frame = Frame::placeholder();
     let mut reopened = false;
