@@ -89,6 +89,12 @@ fn report(stage: &'static str, mut d: Vec<Duration>) -> StageReport {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     crate::warn_if_debug_build("bench");
+    if !(args.fps.is_finite() && args.fps > 0.0) {
+        anyhow::bail!(
+            "--fps {} is not a frame rate: give the cameras' frames per second, e.g. 10",
+            args.fps
+        );
+    }
     let pkg = ModelPackage::load(&args.model)?;
     let files = vigil_daemon::source::dir::list_frames(&args.frames)?;
     let geo = pkg.manifest.input;
