@@ -117,6 +117,15 @@ pub fn in_python_env(venv: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
+/// ORT_DYLIB_PATH when set, else the library of `venv`'s `onnxruntime` wheel: where the tests
+/// and benchmarks of a checkout find ONNX Runtime (`tests/bootstrap.sh test` installs the wheel).
+pub fn from_env_or_python_env(venv: &Path) -> Option<PathBuf> {
+    std::env::var_os(ENV_PATH)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| in_python_env(venv))
+}
+
 /// ONNX Runtime's version: the release branch in its build info (`git-branch=rel-1.32.0`), else
 /// the versioned file name the path resolves to.
 fn version_of(path: &Path) -> String {

@@ -14,11 +14,8 @@ fn repo() -> PathBuf {
 
 /// The library the tests load; missing, they fail and say how to get it.
 fn library() -> PathBuf {
-    if let Some(p) = std::env::var_os(vigil_onnxruntime::library::ENV_PATH) {
-        return PathBuf::from(p);
-    }
     let venv = repo().join(".venv");
-    vigil_onnxruntime::library::in_python_env(&venv).unwrap_or_else(|| {
+    vigil_onnxruntime::library::from_env_or_python_env(&venv).unwrap_or_else(|| {
         panic!(
             "no ONNX Runtime library in {}: run `bash tests/bootstrap.sh test` or set ORT_DYLIB_PATH",
             venv.display()

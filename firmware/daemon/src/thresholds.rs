@@ -112,12 +112,15 @@ impl EventsConfig {
         fps: Option<f32>,
     ) -> Result<ResolvedEvents> {
         self.validate()?;
-        let (Some(rate), None, None) = (self.false_alarms_per_hour, self.on, self.off) else {
-            let (on, off) = (self.on.unwrap_or(0.5), self.off.unwrap_or(0.35));
-            return Ok(ResolvedEvents {
-                config: self.with(on, off),
-                derivation: None,
-            });
+        let rate = match (self.on, self.off, self.false_alarms_per_hour) {
+            (Some(on), Some(off), _) => {
+                return Ok(ResolvedEvents {
+                    config: self.with(on, off),
+                    derivation: None,
+                })
+            }
+            (_, _, Some(rate)) => rate,
+            _ => unreachable!("validate accepts on and off, or a rate"),
         };
         let Some(cal) = pkg.manifest.calibration.as_ref() else {
             bail!(
@@ -164,10 +167,10 @@ impl EventsConfig {
 /// The raw score exceeded with probability `p` under an exponential tail through the p99 and
 /// p99.9 quantiles (`p` above 1 % returns p99 itself: the tail model starts there).
 fn tail_quantile(p99: f32, p999: f32, p: f64) -> f32 {
-    let beta = f64::from((p999 - p99).max(0.0)) / std::f64::consts::LN_10;
     if p >= 0.01 {
         return p99;
     }
+    let beta = f64::from((p999 - p99).max(0.0)) / std::f64::consts::LN_10;
     (f64::from(p999) + beta * (1e-3 / p).ln()) as f32
 }
 

@@ -9,11 +9,8 @@ pub fn repo() -> PathBuf {
 /// ORT_DYLIB_PATH, else the library of the virtualenv's `onnxruntime` wheel. Missing, the test
 /// fails: a parity test that skips proves nothing.
 pub fn library() -> PathBuf {
-    if let Some(p) = std::env::var_os(vigil_onnxruntime::library::ENV_PATH) {
-        return PathBuf::from(p);
-    }
     let venv = repo().join(".venv");
-    vigil_onnxruntime::library::in_python_env(&venv).unwrap_or_else(|| {
+    vigil_onnxruntime::library::from_env_or_python_env(&venv).unwrap_or_else(|| {
         panic!(
             "no ONNX Runtime library: {} has no onnxruntime wheel; run `bash tests/bootstrap.sh test` \
              or set ORT_DYLIB_PATH to a libonnxruntime.so",

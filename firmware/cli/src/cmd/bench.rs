@@ -6,6 +6,7 @@ use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use vigil_daemon::backend::BackendConfig;
 use vigil_engine::frame::Frame;
 use vigil_engine::imageio;
 use vigil_engine::package::ModelPackage;
@@ -167,15 +168,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         }
         let name = analyzer.backend_name();
-        let threads = match kind {
-            super::backend::BackendKind::Tract => 1,
-            super::backend::BackendKind::Onnxruntime => args.backend.threads,
+        let ort = matches!(cfg, BackendConfig::Onnxruntime { .. });
+        let threads = match cfg {
+            BackendConfig::Onnxruntime { threads, .. } => threads,
+            _ => 1,
         };
         let analyzer = report("analyzer total (preprocess+network+score)", t_total);
         let frames_per_s = 1e6 / analyzer.mean_us.max(1e-9);
         backends.push(BackendReport {
             backend: name.to_string(),
-            library: (kind == super::backend::BackendKind::Onnxruntime)
+            library: ort
                 .then(|| vigil_onnxruntime::library::loaded().map(|l| l.version.clone()))
                 .flatten(),
             threads,
