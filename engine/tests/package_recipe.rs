@@ -85,6 +85,38 @@ fn flow_weight_zero_is_the_papers_score() {
     for (g, e) in got.iter().zip(expected) {
         assert!((g - e).abs() < 1e-6, "{got:?} != {expected:?}");
     }
+    // the package scores as the paper does: nothing separate to report
+    assert!(r
+        .paper_formula_scores(&[vec![1.0, 2.0], vec![3.0, 4.0]])
+        .is_none());
+}
+
+#[test]
+fn other_weights_still_report_the_papers_own_formula() {
+    let dir = copy_with(|t| {
+        let p = table(t, "params");
+        p.insert("alpha".into(), 1.0.into());
+        p.insert("flow_weight".into(), 0.5.into());
+    });
+    let pkg = ModelPackage::load(dir.path()).unwrap();
+    let r = recipe::build(&pkg).unwrap();
+    let (int, con, flow) = (
+        vec![1.0, 3.0, 2.0],
+        vec![10.0, 10.0, 30.0],
+        vec![5.0, 7.0, 6.0],
+    );
+    let c = [int, con, flow];
+    // the package's: 0.5 S_int + 0.5 S_flow; the paper's: 0.3 S_int + 0.7 S_con
+    let shipped = r.paper_scores(&c);
+    let paper = r
+        .paper_formula_scores(&c)
+        .expect("weights differ from the paper's");
+    for (g, e) in shipped.iter().zip([0.0, 1.0, 0.5]) {
+        assert!((g - e).abs() < 1e-6, "{shipped:?}");
+    }
+    for (g, e) in paper.iter().zip([0.0, 0.3, 0.3 * 0.5 + 0.7]) {
+        assert!((g - e).abs() < 1e-6, "{paper:?}");
+    }
 }
 
 #[test]

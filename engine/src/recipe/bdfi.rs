@@ -24,6 +24,9 @@ use crate::scoring::patch::PatchDetector;
 use crate::tensor::Tensor;
 use crate::window::FrameWindow;
 
+/// The paper's weight of S_int against S_con.
+const PAPER_ALPHA: f32 = 0.3;
+
 /// How the interpolation error map becomes S_int.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IntReduce {
@@ -60,7 +63,7 @@ pub const COMPONENTS_WITH_FLOW: &[&str] = &["int", "con", "flow"];
 impl Bdfi {
     pub fn new(pkg: &ModelPackage) -> Result<Self, RecipeError> {
         let m = &pkg.manifest;
-        let alpha = param_f32(pkg, "alpha", 0.3, (0.0, 1.0))?;
+        let alpha = param_f32(pkg, "alpha", PAPER_ALPHA, (0.0, 1.0))?;
         let reduce = match param_str(pkg, "int_reduce", "mean", &["mean", "patch_max"])? {
             "patch_max" => IntReduce::PatchMax,
             _ => IntReduce::Mean,
@@ -151,6 +154,25 @@ impl Bdfi {
             Some((_, w)) => (1.0 - w) * paper + w * flow,
             None => paper,
         }
+    }
+
+    /// Per-video min-max of the first `n` component series, then `f` of each frame's values.
+    fn per_video(components: &[Vec<f32>], n: usize, f: impl Fn([f32; 3]) -> f32) -> Vec<f32> {
+        let mut series: Vec<Vec<f32>> = components.iter().take(n).cloned().collect();
+        for s in &mut series {
+            // A constant series (e.g. a one-frame video) normalises to zeros; that cannot fail
+            // here except for non-finite input, which `score` already rejected.
+            let _ = minmax_normalize(s);
+        }
+        (0..series.first().map_or(0, Vec::len))
+            .map(|t| {
+                let mut v = [0.0; 3];
+                for (v, s) in v.iter_mut().zip(&series) {
+                    *v = s[t];
+                }
+                f(v)
+            })
+            .collect()
     }
 }
 
@@ -252,21 +274,15 @@ impl Recipe for Bdfi {
     }
 
     fn paper_scores(&self, components: &[Vec<f32>]) -> Vec<f32> {
-        let used = self.component_names().len();
-        let mut series: Vec<Vec<f32>> = components.iter().take(used).cloned().collect();
-        for s in &mut series {
-            // A constant series (e.g. a one-frame video) normalises to zeros; that cannot fail
-            // here except for non-finite input, which `score` already rejected.
-            let _ = minmax_normalize(s);
+        Self::per_video(components, self.component_names().len(), |v| self.weigh(v))
+    }
+
+    fn paper_formula_scores(&self, components: &[Vec<f32>]) -> Option<Vec<f32>> {
+        if self.flow.is_none() && self.alpha == PAPER_ALPHA {
+            return None;
         }
-        (0..series.first().map_or(0, Vec::len))
-            .map(|t| {
-                let mut n = [0.0; 3];
-                for (v, s) in n.iter_mut().zip(&series) {
-                    *v = s[t];
-                }
-                self.weigh(n)
-            })
-            .collect()
+        Some(Self::per_video(components, 2, |[int, con, _]| {
+            PAPER_ALPHA * int + (1.0 - PAPER_ALPHA) * con
+        }))
     }
 }

@@ -80,6 +80,12 @@ pub trait Recipe: Send {
     /// The paper's evaluation protocol: frame scores of one whole video from the per-frame
     /// component series (`components[c][t]`). Not causal (papers normalise per video).
     fn paper_scores(&self, components: &[Vec<f32>]) -> Vec<f32>;
+    /// The paper's own score formula on the same components, where the package's `[params]`
+    /// make [`Recipe::paper_scores`] something else (a documented extension term or other
+    /// weights); `None` when the two are the same, so evaluations report both only when they differ.
+    fn paper_formula_scores(&self, _components: &[Vec<f32>]) -> Option<Vec<f32>> {
+        None
+    }
 }
 
 /// Builds the recipe a package names, validating its `[params]`.

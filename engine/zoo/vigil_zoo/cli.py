@@ -10,6 +10,7 @@
     vigil-zoo motion-energy --testing DIR
     vigil-zoo flows-cv2 FOLDER...
     vigil-zoo detector train|ref [options]
+    vigil-zoo select   --model NAME --data VAL_TENSORS --checkpoint CKPT [CKPT ...] [--json OUT]
     vigil-zoo scene    --frames DIR --model NAME --out PKG [--schedule tiny|paper] [--device cuda] [--resume]
 
 `vigil-zoo train|export|evaluate --model NAME --help` lists that model's options. The same
@@ -30,6 +31,7 @@ TOOLS = {
     "motion-energy": "vigil_zoo.motion_energy",
     "flows-cv2": "vigil_zoo.flows_cv2",
     "scene": "vigil_zoo.scene",
+    "select": "vigil_zoo.select",
 }
 DETECTOR = {"train": "vigil_zoo.detector.train", "ref": "vigil_zoo.detector.ref"}
 

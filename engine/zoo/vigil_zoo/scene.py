@@ -19,7 +19,10 @@ folder PKG-work/ so that `--resume` continues after the last finished one:
             continue from the trainer's checkpoint (`--resume`).
  4. select  after every epoch of the last training stage the checkpoint is kept and its training
             loss on the held-out clips computed (no labels: the footage is normal by assumption);
-            the epoch with the lowest validation loss is exported.
+            where the model has a pseudo-anomaly scorer (`vigil-zoo select`: bdfi), the held-out
+            clips are also made pseudo-anomalous (a stretch played too fast, a patch slid across)
+            and the epoch and the score's fusion weights with the best AUC on them are exported;
+            otherwise the epoch with the lowest validation loss.
  5. export  `vigil-zoo export --model NAME` (model.onnx + model.toml, onnxruntime-vs-PyTorch check
             on held-out inputs).
  6. calib   `vigil calib scores PKG` on the training part.
@@ -274,6 +277,18 @@ class EpochKeeper:
         self.path = os.path.join(work, "val.json")
         self.records = read_json(self.path) if os.path.exists(self.path) else []
         os.makedirs(os.path.join(work, "epochs"), exist_ok=True)
+        self._pseudo = None
+
+    def pseudo(self):
+        """(selector, pseudo-videos of the held-out clips), or None for a model without a scorer."""
+        from .select import SELECTORS
+        if self.name not in SELECTORS:
+            return None
+        if self._pseudo is None:
+            from .data import load_videos
+            from .pseudo import pseudo_videos
+            self._pseudo = (SELECTORS[self.name](), pseudo_videos(load_videos(self.val)))
+        return self._pseudo
 
     def _where(self, ckpt):
         """(stage, epoch) the checkpoint was saved after."""
@@ -298,14 +313,22 @@ class EpochKeeper:
         t0 = time.time()
         model, _ = ck.load(self.name, path, ckpt)
         loss, n, what = validation_loss(self.name, model.to(self.dev), self.val, self.dev)
+        rec = {"stage": stage, "epoch": epoch, "val_loss": loss, "val_samples": n}
+        pseudo = self.pseudo()
+        if pseudo is not None:
+            from .select import rate_checkpoint
+            r = rate_checkpoint(pseudo[0], model.cpu(), pseudo[1])
+            rec.update(pseudo_auc=r["best"]["auc"]["all"], pseudo_params=r["best"]["params"],
+                       pseudo_paper_auc=r["paper"]["auc"]["all"])
         ck.set_rng_state(state)
-        rec = {"stage": stage, "epoch": epoch, "val_loss": loss, "val_samples": n,
-               "val_s": round(time.time() - t0, 1), "checkpoint": keep, "criterion": what}
+        rec.update(val_s=round(time.time() - t0, 1), checkpoint=keep, criterion=what)
         self.records.append(rec)
         with open(self.path + ".tmp", "w") as f:
             json.dump(self.records, f, indent=1)
         os.replace(self.path + ".tmp", self.path)
-        log(f"epoch {epoch}: validation loss {loss if loss is None else f'{loss:.6f}'} over {n} held-out samples")
+        log(f"epoch {epoch}: validation loss {loss if loss is None else f'{loss:.6f}'} over {n} held-out samples"
+            + (f"; pseudo-anomaly AUC {rec['pseudo_auc']:.4f} with {rec['pseudo_params']}, the paper's score "
+               f"{rec['pseudo_paper_auc']:.4f}" if "pseudo_auc" in rec else ""))
 
 
 # ----------------------------------------------------------------------------- events
@@ -418,11 +441,13 @@ def write_report(rep_dir, rep, sessions, raws, records, chosen):
         "",
         "## Checkpoint choice (no labels)",
         "",
-        f"Criterion: {rep['selection']['criterion']}; the epoch with the lowest value is exported.",
+        f"Criterion: {rep['selection']['criterion']}.",
         "",
-        "| epoch | validation loss |",
-        "|---|---|",
-    ] + [f"| {r['epoch']}{' (chosen)' if r['epoch'] == chosen else ''} | {fmt(r['val_loss'], 6)} |" for r in records] + [
+        "| epoch | validation loss | pseudo-anomaly AUC (best weights) | weights | the paper's score |",
+        "|---|---|---|---|---|",
+    ] + [f"| {r['epoch']}{' (chosen)' if r['epoch'] == chosen else ''} | {fmt(r['val_loss'], 6)} | "
+         f"{fmt(r.get('pseudo_auc'), 4)} | {r.get('pseudo_params') or '-'} | {fmt(r.get('pseudo_paper_auc'), 4)} |"
+         for r in records] + [
         "",
         "## Scores on the validation footage",
         "",
@@ -629,8 +654,7 @@ def main(argv=None, prog="vigil-zoo scene"):
     records = [r for r in keeper.records if r["stage"] == plan["stage"]]
     if not records:
         raise SystemExit("training saved no epoch of the compared stage")
-    scored = [r for r in records if r["val_loss"] is not None]
-    chosen_rec = min(scored, key=lambda r: r["val_loss"]) if scored else records[-1]
+    chosen_rec = choose_epoch(records)
     best = os.path.join(work, "best.pt")
     if "select" not in state["done"]:
         t0 = time.time()
@@ -640,7 +664,9 @@ def main(argv=None, prog="vigil-zoo scene"):
             get(name).entry("train")(["--stage", "stats", "--init", best, "--data", data_dir["train"],
                                       "--out", best, "--device", dev], "vigil-zoo train --model hf2vad")
         done("select", t0, chosen_epoch=chosen_rec["epoch"])
-    log(f"chosen: epoch {chosen_rec['epoch']} (validation loss {fmt(chosen_rec['val_loss'], 6)})")
+    log(f"chosen: epoch {chosen_rec['epoch']} (validation loss {fmt(chosen_rec['val_loss'], 6)}"
+        + (f", pseudo-anomaly AUC {chosen_rec['pseudo_auc']:.4f} with {chosen_rec['pseudo_params']})"
+           if "pseudo_auc" in chosen_rec else ")"))
 
     # 5. export with the parity check
     pkg_name = re.sub(r"[^A-Za-z0-9_.-]", "-", os.path.basename(out.rstrip("/")))
@@ -651,6 +677,9 @@ def main(argv=None, prog="vigil-zoo scene"):
                  "--sample-data", data_dir["val"]]
         if name == "hf2vad":
             eargv += ["--objects-from", data_dir["train"]]
+        if name == "bdfi" and "pseudo_params" in chosen_rec:
+            p = chosen_rec["pseudo_params"]
+            eargv += ["--alpha", str(p["alpha"]), "--flow-weight", str(p["flow_weight"])]
         log("$ vigil-zoo export --model " + name + " " + " ".join(eargv))
         get(name).entry("export")(eargv, f"vigil-zoo export --model {name}")
         retitle(out, name, frames_root, best)
@@ -686,9 +715,10 @@ def main(argv=None, prog="vigil-zoo scene"):
         "footage": {"frames": frames_root, "clips": len(clips), "train_clips": len(train),
                     "train_frames": int(sum(len(c[2]) for c in train)), "val_clips": [c[0] for c in val],
                     "val_description": val_desc},
-        "selection": {"criterion": chosen_rec["criterion"] + " (eval mode, no augmentation)",
-                      "chosen_epoch": chosen_rec["epoch"],
-                      "curve": [{"epoch": r["epoch"], "val_loss": r["val_loss"], "samples": r["val_samples"]} for r in records]},
+        "selection": {"criterion": selection_criterion(chosen_rec),
+                      "chosen_epoch": chosen_rec["epoch"], "params": chosen_rec.get("pseudo_params"),
+                      "curve": [{k: r.get(k) for k in ("epoch", "val_loss", "val_samples", "pseudo_auc",
+                                                       "pseudo_params", "pseudo_paper_auc")} for r in records]},
         "calibration": cal,
         "validation": {"frames": n_val, "minutes": n_val / args.fps / 60.0, "score": quantiles(np.concatenate(sessions)),
                        "raw": quantiles(np.concatenate(raws))},
@@ -708,6 +738,24 @@ def main(argv=None, prog="vigil-zoo scene"):
         f"{rep['validation']['minutes']:.2f} min of held-out footage; on = {on_cfg} for "
         f"{args.false_alarms_per_hour:g} false alarm(s) per hour")
     return 0
+
+
+def choose_epoch(records):
+    """The record of the epoch to export: the best pseudo-anomaly AUC where the model has a
+    scorer (ties: the lower validation loss), else the lowest validation loss, else the last."""
+    rated = [r for r in records if r.get("pseudo_auc") is not None]
+    if rated:
+        return max(rated, key=lambda r: (round(r["pseudo_auc"], 9), -(r["val_loss"] or 0.0)))
+    scored = [r for r in records if r["val_loss"] is not None]
+    return min(scored, key=lambda r: r["val_loss"]) if scored else records[-1]
+
+
+def selection_criterion(rec):
+    if rec.get("pseudo_auc") is not None:
+        return ("AUC over pseudo-anomalies made from the held-out clips (vigil_zoo.pseudo; paper protocol), "
+                "best over the epochs and the score's fusion weights; the validation loss is shown beside it: "
+                + rec["criterion"] + " (eval mode, no augmentation)")
+    return rec["criterion"] + " (eval mode, no augmentation); the epoch with the lowest value is exported"
 
 
 def retitle(pkg, name, frames_root, best):

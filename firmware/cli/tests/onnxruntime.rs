@@ -166,6 +166,28 @@ fn eval_on_onnxruntime_scores_like_tract() {
     assert!(worst <= 1e-4, "largest relative score difference {worst:e}");
     let (ta, oa) = (t["auc"].as_f64().unwrap(), o["auc"].as_f64().unwrap());
     assert!((ta - oa).abs() <= 1e-3, "auc {ta} vs {oa}");
+    // The paper's own formula is reported beside the package's score exactly when they differ.
+    let manifest: toml::Table =
+        std::fs::read_to_string(repo().join("engine/models/ped2-bdfi/model.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let param = |k: &str| manifest["params"].get(k).and_then(|v| v.as_float());
+    let papers = param("alpha").unwrap_or(0.3) == 0.3 && param("flow_weight").unwrap_or(0.0) == 0.0;
+    match (
+        t["auc_paper_formula"].as_f64(),
+        o["auc_paper_formula"].as_f64(),
+    ) {
+        (None, None) => assert!(papers, "ped2-bdfi's weights differ from the paper's: {t}"),
+        (Some(tp), Some(op)) => {
+            assert!(
+                !papers,
+                "the package scores as the paper does, nothing to report beside it"
+            );
+            assert!((tp - op).abs() <= 1e-3, "auc_paper_formula {tp} vs {op}");
+        }
+        other => panic!("one backend reports the paper's formula, the other not: {other:?}"),
+    }
 }
 
 #[test]

@@ -63,6 +63,45 @@ def make_runner(args):
     return run
 
 
+KEYS = ("int_mean", "int_psnr", "int_patch", "con_mean", "con_patch", "motion_patch", "flow_patch")
+
+
+def components(run, arr, patch, stride, batch):
+    """{key: [T] raw score per frame} of one video [T, C, H, W] for every key of KEYS. Frame t is
+    scored from (t-1, t+1); the first and last frame have no triplet and copy their neighbour."""
+    n = arr.shape[0]
+    s = {k: np.zeros(n) for k in KEYS}
+    ts = list(range(1, n - 1))
+    for b in range(0, len(ts), batch):
+        tb = ts[b:b + batch]
+        prev = torch.from_numpy(np.ascontiguousarray(arr[[t - 1 for t in tb]]))
+        cur = torch.from_numpy(np.ascontiguousarray(arr[tb]))
+        nxt = torch.from_numpy(np.ascontiguousarray(arr[[t + 1 for t in tb]]))
+        frame, mem_err, flow_mag = run(prev, nxt)
+        err = (frame - cur) ** 2
+        me = mem_err
+        if me.shape[-2:] != cur.shape[-2:]:
+            me = F.interpolate(me, size=cur.shape[-2:], mode="bilinear", align_corners=False)
+        mse = err.mean(dim=(1, 2, 3)).double().numpy()
+        s["int_mean"][tb] = mse
+        # PSNR for images in [-1,1] (peak-to-peak 2): 10 log10(4 / mse); negated = higher is worse
+        s["int_psnr"][tb] = -10 * np.log10(4.0 / np.maximum(mse, 1e-10))
+        s["int_patch"][tb] = patch_max(err, patch, stride)
+        s["con_mean"][tb] = mem_err.mean(dim=(1, 2, 3)).double().numpy()
+        s["con_patch"][tb] = patch_max(me, patch, stride)
+        s["motion_patch"][tb] = patch_max((cur - prev) ** 2, patch, stride)
+        s["flow_patch"][tb] = patch_max(flow_mag, patch, stride)
+    for k in KEYS:
+        s[k][0], s[k][-1] = s[k][1], s[k][-2]
+    return s
+
+
+def fused(c, alpha, flow_weight):
+    """The `bdfi` recipe's frame score from per-video min-max normalised components `c`:
+    (1 - w) (alpha S_int + (1 - alpha) S_con) + w S_flow (docs/models.md)."""
+    return (1 - flow_weight) * (alpha * c["int_mean"] + (1 - alpha) * c["con_mean"]) + flow_weight * c["flow_patch"]
+
+
 PROG = "vigil-zoo evaluate --model bdfi"
 
 
@@ -79,41 +118,18 @@ def main(argv=None, prog=PROG):
     run = make_runner(args)
     patch, stride = tuple(args.patch), tuple(args.stride)
 
-    keys = ["int_mean", "int_psnr", "int_patch", "con_mean", "con_patch", "motion_patch", "flow_patch"]
-    per_video = {k: [] for k in keys}
+    per_video = {k: [] for k in KEYS}
     ys = []
     t0 = time.time()
     nframes = 0
     for vid, arr in load_videos(args.data):
         if vid not in labels["videos"]:
             continue
-        n = arr.shape[0]
-        s = {k: np.zeros(n) for k in keys}
-        ts = list(range(1, n - 1))
-        for b in range(0, len(ts), args.batch):
-            tb = ts[b:b + args.batch]
-            prev = torch.from_numpy(np.ascontiguousarray(arr[[t - 1 for t in tb]]))
-            cur = torch.from_numpy(np.ascontiguousarray(arr[tb]))
-            nxt = torch.from_numpy(np.ascontiguousarray(arr[[t + 1 for t in tb]]))
-            frame, mem_err, flow_mag = run(prev, nxt)
-            err = (frame - cur) ** 2
-            me = mem_err
-            if me.shape[-2:] != cur.shape[-2:]:
-                me = F.interpolate(me, size=cur.shape[-2:], mode="bilinear", align_corners=False)
-            mse = err.mean(dim=(1, 2, 3)).double().numpy()
-            s["int_mean"][tb] = mse
-            # PSNR for images in [-1,1] (peak-to-peak 2): 10 log10(4 / mse); negated = higher is worse
-            s["int_psnr"][tb] = -10 * np.log10(4.0 / np.maximum(mse, 1e-10))
-            s["int_patch"][tb] = patch_max(err, patch, stride)
-            s["con_mean"][tb] = mem_err.mean(dim=(1, 2, 3)).double().numpy()
-            s["con_patch"][tb] = patch_max(me, patch, stride)
-            s["motion_patch"][tb] = patch_max((cur - prev) ** 2, patch, stride)
-            s["flow_patch"][tb] = patch_max(flow_mag, patch, stride)
-            nframes += len(tb)
-        for k in keys:  # the two ends have no triplet: copy the neighbour
-            s[k][0], s[k][-1] = s[k][1], s[k][-2]
+        s = components(run, arr, patch, stride, args.batch)
+        for k in KEYS:
             per_video[k].append(minmax(s[k]))
-        ys.append(labels_for(labels, vid, n))
+        ys.append(labels_for(labels, vid, arr.shape[0]))
+        nframes += arr.shape[0] - 2
     dt = time.time() - t0
     y = np.concatenate(ys)
     cat = {k: np.concatenate(v) for k, v in per_video.items()}
@@ -131,8 +147,7 @@ def main(argv=None, prog=PROG):
     }
     variants["flow patchmax"] = cat["flow_patch"]
     w = args.flow_weight
-    variants[f"shipped (a={a}, flow_weight={w})"] = \
-        (1 - w) * (a * cat["int_mean"] + (1 - a) * cat["con_mean"]) + w * cat["flow_patch"]
+    variants[f"shipped (a={a}, flow_weight={w})"] = fused(cat, a, w)
     res = {}
     print(f"{len(ys)} videos, {len(y)} frames ({y.mean():.1%} anomalous), "
           f"{nframes} forward passes in {dt:.1f} s ({1000 * dt / max(1, nframes):.1f} ms/frame, batch {args.batch if not args.onnx else 1})")

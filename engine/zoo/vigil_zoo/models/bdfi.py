@@ -22,8 +22,9 @@ N memory items; every query q_ij (one per feature position) is read as a softmax
 only its top-K most similar items (N=10, K=5 here, as in the project's recipe table). Top-1
 (hard) addressing is too sparse to represent the diversity of normal patterns, dense addressing
 over all N items lets abnormal queries be reconstructed from mixtures; top-K balances the two.
-The read vector v_ij replaces the query in front of the output layer, which attenuates features
-that the memory cannot express. ||v_ij - q_ij|| (the memory addressing error) is the second
+The output layer sees q_ij + v_ij (the paper's read-out; `readout = "v"`, the read vector
+alone, is what the 2026-11 packages did), so features the memory cannot express are not
+reinforced by it. ||v_ij - q_ij|| (the memory addressing error) is the second
 anomaly score.
 
 Everything in the forward pass is ONNX/tract friendly: Conv, ConvTranspose, LeakyReLU, Concat,
@@ -56,13 +57,21 @@ class BDFIConfig:
     memory_slots: int = 10       # N
     top_k: int = 5               # K
     mem_temperature: float = 0.1  # softmax temperature over cosine similarities
-    # loss weights (see README: the paper's values could not be retrieved; these balance the
-    # terms to similar gradient magnitudes)
+    # "bidirectional" (paper, eq. 3-4): the estimator predicts the flows between the two inputs,
+    # F_{t-1->t+1} and F_{t+1->t-1}, and the flows from the middle frame are them scaled linearly
+    # to t (F_{t->t-1} = F_{t+1->t-1} / 2, F_{t->t+1} = F_{t-1->t+1} / 2); the warp loss compares
+    # each input with the other warped onto it (eq. 12). "middle" (the packages of 2026-11): the
+    # estimator predicts F_{t->t-1}, F_{t->t+1} directly and the warp loss compares them with I_t.
+    flow_mode: str = "bidirectional"
+    # "sum" (paper): the memory read-out is q + v; "v" (2026-11): v replaces the query.
+    readout: str = "sum"
+    # loss weights: the paper's lambda_SSIM = 1e-4, lambda_con = 1, lambda_div = 1e-4 with the
+    # intensity loss at 1; the warp weight is ours (the 2026-11 value, 0.5)
     w_frame: float = 1.0         # L2 intensity loss
-    w_ssim: float = 0.2          # 1 - SSIM
-    w_warp: float = 0.5          # photometric L1 of the two warped neighbours
-    w_con: float = 0.1           # memory compactness ||v - q||
-    w_div: float = 0.1           # memory diversity (item separateness)
+    w_ssim: float = 1e-4         # 1 - SSIM
+    w_warp: float = 0.5          # photometric L1 of the warped frames
+    w_con: float = 1.0           # memory compactness ||v - q||
+    w_div: float = 1e-4          # memory diversity (item separateness)
     w_smooth: float = 0.0        # optional first-order flow smoothness (off by default)
 
     def to_dict(self):
@@ -74,6 +83,11 @@ class BDFIConfig:
     @staticmethod
     def from_dict(d):
         d = dict(d)
+        # checkpoints from before the paper's flow and read-out (their configs lack the keys)
+        d.setdefault("flow_mode", "middle")
+        d.setdefault("readout", "v")
+        if d["flow_mode"] not in ("bidirectional", "middle") or d["readout"] not in ("sum", "v"):
+            raise ValueError(f"BDFIConfig: flow_mode {d['flow_mode']!r} / readout {d['readout']!r} unknown")
         d["flow_widths"] = tuple(d["flow_widths"])
         d["interp_widths"] = tuple(d["interp_widths"])
         return BDFIConfig(**d)
@@ -239,7 +253,8 @@ class DynamicMemory(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 class FlowEstimator(nn.Module):
-    """U-Net: (I_{t-1}, I_{t+1}) -> (F_{t->t-1}, F_{t->t+1}) in pixels."""
+    """U-Net: (I_{t-1}, I_{t+1}) -> two flows in pixels: (F_{t->t-1}, F_{t->t+1}) in flow_mode
+    "middle", (F_{t+1->t-1}, F_{t-1->t+1}) in flow_mode "bidirectional"."""
 
     def __init__(self, widths):
         super().__init__()
@@ -257,8 +272,9 @@ class FlowEstimator(nn.Module):
 class Interpolator(nn.Module):
     """U-Net: (warped prev, warped next, prev, next, flows) -> I_t, with no output residual and the
     dynamic memory on the features of level `cfg.mem_level` (0 = the last full-resolution
-    features, right before the output layer; 3 = the 1/8-resolution bottleneck). The read vectors
-    v replace the features there (projected back to the U-Net width by a 1x1 conv)."""
+    features, right before the output layer; 3 = the 1/8-resolution bottleneck). At level 0 the
+    output layer reads q + v (cfg.readout "sum", the paper) or v alone ("v"); deeper, [q, v] is
+    projected back to the U-Net width by a 1x1 conv."""
 
     FLOW_INPUT_SCALE = 0.25  # flows are a few pixels; bring them to the range of the images
 
@@ -272,6 +288,7 @@ class Interpolator(nn.Module):
         # inside the U-Net (level > 0) the decoder gets [q, v] (as in MNAD): with skip connections
         # a decoder fed with v alone can ignore the bottleneck, and the queries then collapse
         self.back = nn.Conv2d(2 * cfg.mem_dim, c, 1) if self.level > 0 else nn.Identity()
+        self.readout = cfg.readout
         c_out = cfg.mem_dim if self.level == 0 else cfg.interp_widths[0]
         self.out = nn.Conv2d(c_out, 1, 3, 1, 1)
 
@@ -284,7 +301,9 @@ class Interpolator(nn.Module):
             q = l2_normalize(self.query(feat), dim=1)
             v, err = self.memory(q)
             st.update(q=q, v=v, err=err)
-            return self.back(torch.cat([q, v], 1)) if self.level > 0 else v
+            if self.level > 0:
+                return self.back(torch.cat([q, v], 1))
+            return q + v if self.readout == "sum" else v
 
         y = self.net(x, mem, self.level)
         frame = torch.tanh(self.out(y))
@@ -299,20 +318,31 @@ class BDFI(nn.Module):
         self.warp = Warp(self.cfg.height, self.cfg.width)
         self.interp = Interpolator(self.cfg)
 
-    def forward_train(self, prev, nxt):
-        f_prev, f_next = self.flow(prev, nxt)
+    def forward_train(self, prev, nxt, cross=True):
+        """Every intermediate the losses need; `cross` adds, in flow_mode "bidirectional", each
+        input warped onto the other (eq. 12's warp loss; the deployed forward does not need it)."""
+        a, b = self.flow(prev, nxt)
+        out = {}
+        if self.cfg.flow_mode == "bidirectional":
+            # a = F_{t+1->t-1}, b = F_{t-1->t+1}; linear motion: half of each from the middle
+            f_prev, f_next = 0.5 * a, 0.5 * b
+            if cross:
+                out.update(x_next=self.warp(prev, a), x_prev=self.warp(nxt, b), prev=prev, nxt=nxt)
+        else:
+            f_prev, f_next = a, b
         w_prev = self.warp(prev, f_prev)
         w_next = self.warp(nxt, f_next)
         frame, err, q, v = self.interp(w_prev, w_next, prev, nxt, f_prev, f_next)
-        return dict(frame=frame, mem_err=err, q=q, v=v, w_prev=w_prev, w_next=w_next,
-                    f_prev=f_prev, f_next=f_next)
+        out.update(frame=frame, mem_err=err, q=q, v=v, w_prev=w_prev, w_next=w_next,
+                   f_prev=f_prev, f_next=f_next)
+        return out
 
     def forward(self, prev, nxt):
         """Deployment signature: inputs prev/next [1,1,H,W] in [-1,1]; outputs frame [1,1,H,W] in
         [-1,1], mem_err [1,1,H,W] and flow [1,1,H,W], the mean magnitude (pixels) of the two
         estimated flows 0.5 * (|F_t->t-1| + |F_t->t+1|). `flow` is not in the paper's score; the
         `bdfi` recipe uses it when [params] flow_weight > 0 (docs/models.md explains why)."""
-        o = self.forward_train(prev, nxt)
+        o = self.forward_train(prev, nxt, cross=False)
         return o["frame"], o["mem_err"], flow_magnitude(o["f_prev"], o["f_next"])
 
 
@@ -379,7 +409,10 @@ def bdfi_losses(model: BDFI, out: dict, target: torch.Tensor, window=None):
     cfg = model.cfg
     l_frame = F.mse_loss(out["frame"], target)                             # L_int (L2)
     l_ssim = 1.0 - ssim(out["frame"], target, window)
-    l_warp = (out["w_prev"] - target).abs().mean() + (out["w_next"] - target).abs().mean()
+    if cfg.flow_mode == "bidirectional":   # eq. 12: each input rebuilt from the other
+        l_warp = (out["x_next"] - out["nxt"]).abs().mean() + (out["x_prev"] - out["prev"]).abs().mean()
+    else:
+        l_warp = (out["w_prev"] - target).abs().mean() + (out["w_next"] - target).abs().mean()
     l_con = out["mem_err"].mean()                                          # ||v_ij - q_ij||
     l_div = diversity_loss(model.interp.memory.items, model.interp.memory.last_weights)
     total = (cfg.w_frame * l_frame + cfg.w_ssim * l_ssim + cfg.w_warp * l_warp

@@ -188,6 +188,11 @@ fn print_report(r: &EvalReport) {
         "all    {:>7}           auc {:.4} (paper protocol)  auc_stream {:.4}  eer {:.4}  {:.1} fps",
         r.frames, r.auc, r.auc_stream, r.eer, r.fps
     );
+    if let Some(a) = r.auc_paper_formula {
+        println!(
+            "the paper's own score formula on this network (the package's differs, docs/models.md): auc {a:.4}"
+        );
+    }
     println!(
         "continuous stream (one camera session, every video in turn): auc_stream {:.4}",
         r.auc_stream_continuous
@@ -239,6 +244,9 @@ pub struct VideoResult {
     /// Paper-protocol frame scores, [0, 1].
     #[serde(skip)]
     pub scores: Vec<f32>,
+    /// The paper's own formula where the package's differs ([`EvalReport::auc_paper_formula`]).
+    #[serde(skip)]
+    pub scores_paper_formula: Option<Vec<f32>>,
     /// Streaming-normalised frame scores, the video a camera session of its own.
     #[serde(skip)]
     pub scores_stream: Vec<f32>,
@@ -265,6 +273,9 @@ pub struct EvalReport {
     pub frames: usize,
     /// Paper protocol: per-video min-max of the recipe's components, pooled frame-level AUC.
     pub auc: f64,
+    /// The same protocol with the paper's own score formula, where the package's score differs
+    /// from it (BDFI's flow term and weights); null when the package scores as the paper does.
+    pub auc_paper_formula: Option<f64>,
     /// Streaming protocol: the daemon's causal normaliser, each video a camera session of its
     /// own, pooled frame-level AUC.
     pub auc_stream: f64,
@@ -402,6 +413,7 @@ pub fn evaluate_with(
         bar.set_message(format!("video {}", v.id));
         let s = score_video(analyzer, v, || bar.inc(1))?;
         let scores = analyzer.recipe().paper_scores(&s.components);
+        let scores_paper_formula = analyzer.recipe().paper_formula_scores(&s.components);
         // Each test video a camera session of its own, as the daemon replays it.
         let mut session = ScoreStream::new(&norm_cfg, opts.events)?;
         let mut events = Vec::new();
@@ -421,6 +433,7 @@ pub fn evaluate_with(
                 "no frame of this video is anomalous: a per-video AUC needs both classes (its frames count in the pooled AUC)"
             }),
             scores,
+            scores_paper_formula,
             scores_stream,
             scores_stream_continuous: Vec::new(),
             raw: s.raw,
@@ -456,6 +469,11 @@ pub fn evaluate_with(
         .iter()
         .flat_map(|v| v.labels.iter().copied())
         .collect();
+    let paper_formula: Option<Vec<f32>> = videos
+        .iter()
+        .map(|v| v.scores_paper_formula.clone())
+        .collect::<Option<Vec<Vec<f32>>>>()
+        .map(|v| v.concat());
     let (paper, stream, continuous) = (
         all(|v| &v.scores),
         all(|v| &v.scores_stream),
@@ -468,6 +486,7 @@ pub fn evaluate_with(
         backend: analyzer.backend_name().to_owned(),
         frames: labels.len(),
         auc: roc_auc(&paper, &labels)?,
+        auc_paper_formula: paper_formula.map(|s| roc_auc(&s, &labels)).transpose()?,
         auc_stream: roc_auc(&stream, &labels)?,
         auc_stream_continuous: roc_auc(&continuous, &labels)?,
         eer: eer(&paper, &labels)?,
