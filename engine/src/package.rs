@@ -155,6 +155,10 @@ pub struct Calibration {
     /// Normal training frames the statistics were computed on.
     pub frames: usize,
     pub dataset: String,
+    /// Videos of `dataset` kept out of the statistics (validation footage: false alarms are
+    /// measured on it, so it must not be what "normal" was computed from).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_out: Vec<String>,
     /// Per score component (e.g. "int", "con" for BDFI): mean/std on normal frames.
     pub components: BTreeMap<String, Stats>,
     /// The recipe's fused streaming score on the same frames.

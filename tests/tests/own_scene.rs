@@ -173,6 +173,28 @@ fn footage_from_a_dir_camera_becomes_a_package_that_vigil_runs() {
     assert_eq!(curve.len(), 2, "two epochs in the tiny schedule: {curve:?}");
     for e in curve {
         assert!(e["val_loss"].as_f64().is_some_and(f64::is_finite), "{e}");
+        // bdfi is rated on pseudo-anomalies made from the held-out clip
+        let auc = e["pseudo_auc"].as_f64().unwrap_or(f64::NAN);
+        assert!((0.0..=1.0).contains(&auc), "pseudo-anomaly AUC of {e}");
+    }
+    // the exported weights are the chosen epoch's, in the package's [params]
+    let chosen = report["selection"]["chosen_epoch"].as_u64().unwrap();
+    let best = curve
+        .iter()
+        .filter_map(|e| e["pseudo_auc"].as_f64())
+        .fold(f64::MIN, f64::max);
+    let rec = curve.iter().find(|e| e["epoch"] == chosen).unwrap();
+    assert_eq!(rec["pseudo_auc"].as_f64(), Some(best), "{curve:?}");
+    let manifest: toml::Table = std::fs::read_to_string(pkg.join("model.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    for k in ["alpha", "flow_weight"] {
+        assert_eq!(
+            manifest["params"][k].as_float(),
+            rec["pseudo_params"][k].as_f64(),
+            "[params] {k}"
+        );
     }
     assert!(report["validation"]["frames"].as_u64().unwrap() >= 25);
     for q in ["mean", "p50", "p99", "p999", "max"] {

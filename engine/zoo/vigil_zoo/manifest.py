@@ -128,6 +128,9 @@ def train_provenance(args, ckpt):
         "train_wall_s": toml_fixed(tr.get("wall_s", 0.0), 1),
         "train_data": tr.get("data", ""),
         "seed": int(tr.get("seed", 0)),
+        # how the checkpoint was chosen and the command that reproduces the choice, where the
+        # checkpoint records them (a checkpoint chosen on held-out footage, docs/models.md)
+        **{k: v for k, v in ckpt.get("selection", {}).items()},
     }
 
 

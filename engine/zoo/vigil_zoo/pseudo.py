@@ -62,7 +62,8 @@ def paste_patch(clip: np.ndarray, name: str, rng: np.random.Generator) -> Pseudo
     t, _, h, w = clip.shape
     ph, pw = max(4, round(h * PATCH_FRACTION[0])), max(4, round(w * PATCH_FRACTION[1]))
     pace = max(1.0, w * PATCH_PACE)
-    steps = min(t, int((w - pw) // pace) + 1)
+    # a short clip keeps a normal frame at each end: a video needs both classes
+    steps = min(t - 2, int((w - pw) // pace) + 1)
     start = (t - steps) // 2
     # the source: the window with the most motion, over the steps its track is played from
     src0 = int(rng.integers(0, t - steps + 1))
@@ -106,5 +107,5 @@ def pseudo_auc(videos, scores) -> dict:
         pick = [i for i, v in enumerate(videos) if kind is None or v.kind == kind]
         y = np.concatenate([videos[i].labels for i in pick])
         s = np.concatenate([minmax(scores[i]) for i in pick])
-        res[kind or "all"] = auc(y, s)
+        res[kind or "all"] = auc(y, s) if 0 < y.sum() < len(y) else float("nan")
     return res

@@ -563,6 +563,8 @@ def main(argv=None, prog="vigil-zoo scene"):
     ap.add_argument("--batch", type=int, help="batch size, instead of the schedule's")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: the trainer's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the model's config in training (the trainer's --set), e.g. an ablation")
     ap.add_argument("--device", help="cpu or cuda (default: cuda when torch sees a GPU)")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run from its work folder")
     ap.add_argument("--val-fraction", type=float, default=0.2, help="share of the footage held out for validation")
@@ -586,7 +588,8 @@ def main(argv=None, prog="vigil-zoo scene"):
 
     # what a resumed run must agree on
     key = {"frames": frames_root, "model": name, "out": out, "schedule": args.schedule, "epochs": args.epochs,
-           "max_steps": args.max_steps, "batch": args.batch, "seed": args.seed, "val_fraction": args.val_fraction}
+           "max_steps": args.max_steps, "batch": args.batch, "seed": args.seed, "val_fraction": args.val_fraction,
+           "set": args.set}
     state_path = os.path.join(work, "scene.json")
     if args.resume and os.path.exists(state_path):
         state = read_json(state_path)
@@ -640,6 +643,8 @@ def main(argv=None, prog="vigil-zoo scene"):
                        ("--threads", args.threads)):
             if v is not None:
                 targv += [opt, str(v)]              # later options win in argparse
+        for kv in args.set:
+            targv += ["--set", kv]
         if args.resume and os.path.exists(train_ckpt) and ck.read(train_ckpt).get("resume"):
             targv += ["--resume", train_ckpt]
         log("$ vigil-zoo train --model " + name + " " + " ".join(targv))

@@ -23,6 +23,10 @@ pub enum CalibCmd {
         /// Dataset root or split directory with normal videos.
         #[arg(long)]
         dataset: PathBuf,
+        /// Videos of the dataset to keep out (comma-separated ids, e.g. `14,15,16`): validation
+        /// footage that false alarms are then measured on; recorded as `[calibration] held_out`.
+        #[arg(long, value_delimiter = ',')]
+        hold_out: Vec<String>,
         #[command(flatten)]
         backend: crate::cmd::backend::BackendArgs,
     },
@@ -39,16 +43,40 @@ pub fn run(cmd: CalibCmd) -> Result<()> {
         CalibCmd::Scores {
             model,
             dataset,
+            hold_out,
             backend,
-        } => scores(&model, &dataset, &backend.single()?),
+        } => scores(&model, &dataset, &hold_out, &backend.single()?),
         CalibCmd::Int8(args) => int8::calibrate(&args).map(|_| ()),
         CalibCmd::Collect(args) => int8::collect(&args).map(|_| ()),
     }
 }
 
-pub fn scores(model: &Path, dataset: &Path, backend: &BackendConfig) -> Result<()> {
+pub fn scores(
+    model: &Path,
+    dataset: &Path,
+    hold_out: &[String],
+    backend: &BackendConfig,
+) -> Result<()> {
     let mut pkg = ModelPackage::load(model)?;
-    let ds = Dataset::open(dataset, Split::Training)?;
+    let mut ds = Dataset::open(dataset, Split::Training)?;
+    if let Some(missing) = hold_out
+        .iter()
+        .find(|id| !ds.videos.iter().any(|v| &v.id == *id))
+    {
+        let ids: Vec<&str> = ds.videos.iter().map(|v| v.id.as_str()).collect();
+        anyhow::bail!(
+            "--hold-out {missing}: {} has no such video (its videos: {})",
+            ds.root.display(),
+            ids.join(", ")
+        );
+    }
+    ds.videos.retain(|v| !hold_out.contains(&v.id));
+    if ds.videos.is_empty() {
+        anyhow::bail!(
+            "--hold-out keeps out every video of {}: nothing left to calibrate on",
+            ds.root.display()
+        );
+    }
     let mut analyzer = crate::cmd::backend::analyzer(&pkg, backend, 1)?;
     let names = analyzer.recipe().component_names();
     let bar = indicatif::ProgressBar::new(ds.frame_count() as u64);
@@ -76,6 +104,7 @@ pub fn scores(model: &Path, dataset: &Path, backend: &BackendConfig) -> Result<(
     pkg.manifest.calibration = Some(Calibration {
         frames: series[0].len(),
         dataset: ds.root.display().to_string(),
+        held_out: hold_out.to_vec(),
         components,
         score: ScoreQuantiles {
             mean: 0.0,
