@@ -185,9 +185,12 @@ fn collect_calibrate_and_simulate_int8() {
         .get();
     assert!(s > 0.0 && s <= 1.0 / 127.0 + 1e-7, "input scale {s}");
 
-    // Simulated INT8 on test video 01: both AUCs reported. With 6 calibration windows the
-    // streaming AUC stays within a few hundredths of FP32 (docs/benchmarks.md has the numbers
-    // of the shipped cache on all six videos).
+    // Simulated INT8 on test video 01: both AUCs reported. A cache from 3 windows with a plan
+    // from 2 is a smoke test, not a calibration: the 2026-12-08 BDFI network is sensitive to
+    // INT8 (0.38 sd of score noise fully quantised, against 0.08 for the first one), and such a
+    // cache moves this video's streaming AUC by 0.08 (0.965 -> 0.883); a broken simulation would
+    // move it to chance. The shipped cache (200 windows, a plan from 48) moves it by +0.003
+    // (docs/benchmarks.md has all six videos).
     let out = ok(&vigil(&[
         "eval",
         "--model",
@@ -203,7 +206,7 @@ fn collect_calibrate_and_simulate_int8() {
     let fp32 = v["auc_stream_fp32"].as_f64().unwrap();
     let int8 = v["auc_stream_int8"].as_f64().unwrap();
     assert!(fp32 > 0.9, "fp32 auc_stream {fp32}");
-    assert!((int8 - fp32).abs() < 0.05, "int8 {int8} vs fp32 {fp32}");
+    assert!((int8 - fp32).abs() < 0.15, "int8 {int8} vs fp32 {fp32}");
     assert_eq!(v["auc_fp32"], v["fp32"]["auc"]);
     assert!(
         v["max_abs_stream_score_diff"].as_f64().unwrap() > 0.0,
