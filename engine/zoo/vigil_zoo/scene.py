@@ -60,7 +60,7 @@ FRAME_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff")   # what the engine's dir
 # `tiny` is a smoke test of the whole path (a few steps; the package is not a useful detector).
 PLANS = {
     "bdfi": dict(export=[], stage=None, epochs_opt="--epochs",
-                 paper=["--epochs", "7", "--batch", "8", "--lr", "1e-3"],
+                 paper=["--epochs", "8", "--batch", "8", "--lr", "1e-3"],
                  tiny=["--epochs", "2", "--batch", "4", "--max-steps", "2"]),
     "maam-net": dict(export=["--flow"], stage=None, epochs_opt="--epochs",
                      paper=["--epochs", "16", "--batch", "8", "--lr", "1e-3", "--crop", "96x128"],
