@@ -34,13 +34,8 @@ class BdfiSelector:
         self.patch, self.stride, self.batch = patch, stride, batch
 
     def scores(self, model, frames):
-        import torch
-        from .evaluate.bdfi import components
-
-        def run(prev, nxt):
-            with torch.no_grad():
-                return model(prev, nxt)
-        return components(run, frames, self.patch, self.stride, self.batch)
+        from .evaluate.bdfi import components, torch_runner
+        return components(torch_runner(model), frames, self.patch, self.stride, self.batch)
 
     def candidates(self):
         return [{"alpha": a, "flow_weight": w} for a in GRID for w in GRID]

@@ -55,8 +55,11 @@ def make_runner(args):
                     for i in range(prev.shape[0])]
             return tuple(torch.from_numpy(np.concatenate([o[k] for o in outs])) for k in range(3))
         return run
-    model, _ = load("bdfi", args.checkpoint)
+    return torch_runner(load("bdfi", args.checkpoint)[0])
 
+
+def torch_runner(model):
+    """(prev, next) -> (frame, mem_err, flow) of a PyTorch BDFI, without gradients."""
     def run(prev, nxt):
         with torch.no_grad():
             return model(prev, nxt)
